@@ -1,0 +1,37 @@
+# Every target installs what it needs first, so a fresh Debian/Ubuntu machine needs no other step.
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?=
+CONFIG_ARGS := $(if $(CONFIG),-c $(CONFIG))
+HOST_PACKAGES := mmdebstrap qemu-user-static binfmt-support qemu-system-arm dosfstools mtools \
+	e2fsprogs fdisk xz-utils zstd bmap-tools shellcheck python3-venv debian-archive-keyring \
+	arch-test openssh-client tar
+PYTHON_STAMP := $(VENV)/.installed
+
+.PHONY: image test bench clean host-packages
+
+image: $(PYTHON_STAMP) host-packages
+	$(PY) build.py build $(CONFIG_ARGS)
+
+test: $(PYTHON_STAMP) host-packages
+	$(PY) -m pytest -v tests
+
+bench: $(PYTHON_STAMP) host-packages
+	$(PY) bench/bench.py
+
+clean:
+	rm -rf images
+
+host-packages:
+	@[ "$$(id -u)" = 0 ] || { echo "error: run as root (sudo make …): installing packages and building an image need root (chroot, loop devices, binfmt_misc)" >&2; exit 1; }
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f '$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing host packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(PYTHON_STAMP): pyproject.toml | host-packages
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@

@@ -1,0 +1,1 @@
+"""ClusterLab: build SD-card images that turn Raspberry Pis into a Docker cluster."""

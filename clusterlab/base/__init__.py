@@ -1,0 +1,1 @@
+"""Base providers: each makes the starting root file system tree of the image."""

@@ -1,0 +1,93 @@
+"""The Debian base: a minimal tree made by mmdebstrap from the Debian archive, cached as a tarball.
+
+The cache key includes the Date of each suite's InRelease, so the cached base (with its package
+lists) is reused until the archive publishes something new, and never mixes two archive states.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import requests
+
+from .. import log
+from ..config import Config
+from ..errors import BuildError
+from ..run import run
+
+COMPONENTS = "main non-free-firmware"
+# Kept out of the image: documentation nobody reads on a cluster node, and what takes long to
+# unpack under emulation. Copyright files stay, as Debian's licences ask.
+DPKG_EXCLUDES = ["path-exclude=/usr/share/man/*", "path-exclude=/usr/share/doc/*",
+                 "path-include=/usr/share/doc/*/copyright", "path-exclude=/usr/share/info/*",
+                 "path-exclude=/usr/share/locale/*", "path-include=/usr/share/locale/locale.alias"]
+
+
+def apt_sources(config: Config) -> list[str]:
+    suite, mirror = config["base.suite"], config["base.mirror"]
+    lines = [f"deb {mirror} {suite} {COMPONENTS}", f"deb {mirror} {suite}-updates {COMPONENTS}"]
+    if config["base.security_mirror"]:
+        lines.append(f"deb {config['base.security_mirror']} {suite}-security {COMPONENTS}")
+    return lines
+
+
+def archive_state(sources: list[str]) -> list[str]:
+    """The Date line of each suite's InRelease: it changes whenever the archive does."""
+    dates = []
+    for line in sources:
+        _, mirror, suite, *_ = line.split()
+        url = f"{mirror.rstrip('/')}/dists/{suite}/InRelease"
+        try:
+            response = requests.get(url, timeout=30)
+            response.raise_for_status()
+        except requests.RequestException as e:
+            raise BuildError(f"cannot read {url}: {e}; check base.mirror and the network") from None
+        date = next((l for l in response.text.splitlines() if l.startswith("Date:")), "")
+        dates.append(f"{suite} {date}")
+    return dates
+
+
+def mmdebstrap_argv(config: Config, sources: list[str], apt_cache: Path, output: Path) -> list[str]:
+    hooks = ['--setup-hook=mkdir -p "$1/var/cache/apt/archives"',
+             f"--setup-hook=sync-in {apt_cache}/ /var/cache/apt/archives/",
+             f"--customize-hook=sync-out /var/cache/apt/archives/ {apt_cache}/"]
+    return ["mmdebstrap", "--mode=root", "--variant=minbase", f"--arch={config['arch']}",
+            "--format=tar", "--skip=cleanup/apt/lists", "--skip=cleanup/apt/cache",
+            *[f"--dpkgopt={o}" for o in DPKG_EXCLUDES], *hooks,
+            config["base.suite"], str(output), *sources]
+
+
+def build_base(config: Config, tree: Path) -> str:
+    """Fill tree (empty) with the Debian base; return the cache key used."""
+    cache = config.cache_dir
+    apt_cache = cache / "apt-archives"
+    apt_cache.mkdir(parents=True, exist_ok=True)
+    sources = apt_sources(config)
+    argv_shape = mmdebstrap_argv(config, sources, Path("APT"), Path("OUT"))
+    key = hashlib.sha256(json.dumps([argv_shape, archive_state(sources)]).encode()).hexdigest()[:16]
+    tarball = cache / "base" / f"debian-{config['base.suite']}-{config['arch']}-{key}.tar"
+    if tarball.exists():
+        log.info(f"reusing cached base {tarball.name}")
+    else:
+        _bootstrap(config, sources, apt_cache, tarball)
+    run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "-xpf",
+         str(tarball), "-C", str(tree)])
+    return key
+
+
+def _bootstrap(config: Config, sources: list[str], apt_cache: Path, tarball: Path) -> None:
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    for stale in tarball.parent.glob(f"debian-{config['base.suite']}-{config['arch']}-*.tar"):
+        stale.unlink()  # an older archive state: never used again
+    partial = tarball.with_suffix(".partial")
+    tmp = config.cache_dir / "tmp"
+    tmp.mkdir(exist_ok=True)
+    log.info(f"mmdebstrap {config['base.suite']} {config['arch']} (a few minutes; -v shows it)")
+    try:
+        run(mmdebstrap_argv(config, sources, apt_cache, partial), env={"TMPDIR": str(tmp)})
+        os.rename(partial, tarball)
+    finally:
+        partial.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,111 @@
+"""Running programs inside the ARM image tree: binfmt/qemu-user, bind mounts, always torn down."""
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from . import log
+from .errors import BuildError
+from .run import run
+
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+QEMU_BINFMT = {"arm64": "qemu-aarch64", "armhf": "qemu-arm"}
+CHROOT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8",
+              "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+# Keeps package scripts from starting services inside the build tree.
+POLICY_RC_D = "#!/bin/sh\n# ClusterLab build: start no services in the image tree\nexit 101\n"
+
+
+def ensure_binfmt(arch: str) -> None:
+    """Mount binfmt_misc and register qemu-user for arch when the host lacks them."""
+    if not (BINFMT / "status").exists():
+        run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)])
+    entry = BINFMT / QEMU_BINFMT[arch]
+    if not entry.exists() or "enabled" not in entry.read_text():
+        run(["update-binfmts", "--enable", QEMU_BINFMT[arch]], check=False)
+    if not entry.exists() or "enabled" not in entry.read_text():
+        raise BuildError(f"cannot run {arch} programs: binfmt entry {entry} is missing; install "
+                         f"qemu-user-static and binfmt-support")
+    if "F" not in _binfmt_flags(entry):
+        raise BuildError(f"{entry} lacks the F (fix binary) flag, so qemu-user is not found "
+                         f"inside the image tree; reinstall qemu-user-static")
+
+
+def _binfmt_flags(entry: Path) -> str:
+    for line in entry.read_text().splitlines():
+        if line.startswith("flags:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+@contextlib.contextmanager
+def mounted(tree: Path, apt_cache: Path):
+    """proc, sys, dev and dev/pts mounted in the tree, the host's package cache and DNS, no
+    service starts.
+
+    Everything is undone in reverse order on every exit path, including errors and signals.
+    """
+    with contextlib.ExitStack() as undo:
+        for fstype, source, target in (("proc", "proc", "proc"), ("sysfs", "sysfs", "sys"),
+                                       ("bind", "/dev", "dev"), ("bind", "/dev/pts", "dev/pts"),
+                                       ("bind", str(apt_cache), "var/cache/apt/archives")):
+            mountpoint = tree / target
+            mountpoint.mkdir(parents=True, exist_ok=True)
+            options = ["--bind"] if fstype == "bind" else ["-t", fstype]
+            run(["mount", *options, source, str(mountpoint)])
+            undo.callback(_unmount, mountpoint)
+        undo.enter_context(_replaced(tree / "etc/resolv.conf", Path("/etc/resolv.conf").read_text()))
+        undo.enter_context(_replaced(tree / "usr/sbin/policy-rc.d", POLICY_RC_D, mode=0o755))
+        yield
+
+
+def unmount_all_below(folder: Path) -> None:
+    """Unmount whatever a killed build left mounted below folder, deepest first."""
+    prefix = str(folder.resolve()) + "/"
+    with open("/proc/self/mounts") as mounts:
+        targets = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+    for target in sorted(targets, key=len, reverse=True):
+        run(["umount", "--lazy", target])
+
+
+def _unmount(mountpoint: Path) -> None:
+    try:
+        run(["umount", str(mountpoint)])
+    except BuildError:
+        # A process still holds it: detach now, the kernel frees it when the process ends.
+        run(["umount", "--lazy", str(mountpoint)])
+
+
+@contextlib.contextmanager
+def _replaced(path: Path, content: str, mode: int = 0o644):
+    """A file (or symlink) in the tree replaced for the duration, then put back as it was."""
+    saved = path.with_name(path.name + ".clusterlab-saved")
+    had_original = path.is_symlink() or path.exists()
+    if had_original:
+        os.rename(path, saved)
+    try:
+        path.write_text(content)
+        path.chmod(mode)
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        if had_original:
+            os.rename(saved, path)
+
+
+def run_in(tree: Path, argv: list[str], **kwargs) -> str:
+    """Run a program inside the tree (which must be mounted())."""
+    return run(["chroot", str(tree), *argv], env=CHROOT_ENV, **kwargs)
+
+
+def run_script(tree: Path, script: Path) -> None:
+    """Copy a host script into the tree, run it there, remove it."""
+    inside = Path("/tmp") / f"clusterlab-{script.name}"
+    shutil.copy(script, tree / inside.relative_to("/"))
+    (tree / inside.relative_to("/")).chmod(0o755)
+    try:
+        log.detail(f"running {script} in the image")
+        run_in(tree, [str(inside)])
+    finally:
+        (tree / inside.relative_to("/")).unlink(missing_ok=True)

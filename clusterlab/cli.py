@@ -1,0 +1,93 @@
+"""Command line: python3 build.py <verb> (or the `clusterlab` console script)."""
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import config, log, pipeline, qemu
+from .errors import BuildError, UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "clusterlab.yaml"
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", action="append", type=Path, default=[], metavar="FILE",
+                        help="config file applied over clusterlab.yaml (repeatable)")
+    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting, e.g. --set arch=armhf (repeatable)")
+    common.add_argument("-v", "--verbose", action="store_true", help="show subprocess output")
+
+    top = argparse.ArgumentParser(prog="build.py", description="Build ClusterLab SD-card images.")
+    verbs = top.add_subparsers(dest="verb", required=True, metavar="VERB")
+    verbs.add_parser("build", parents=[common], help="build the image into images/")
+    show = verbs.add_parser("config", parents=[common], help="print the effective config")
+    show.add_argument("--defaults", action="store_true",
+                      help="print every setting with its doc and default (clusterlab.yaml)")
+    verbs.add_parser("stages", parents=[common], help="list the stages in build order")
+    boot = verbs.add_parser("boot", parents=[common], help="boot an image under QEMU")
+    boot.add_argument("image", type=Path, help="a raw .img built by ClusterLab")
+    boot.add_argument("--ssh-port", type=int, default=2222, help="host port forwarded to SSH")
+    boot.add_argument("--serial-log", type=Path, help="write the serial console here")
+    boot.add_argument("--snapshot", action="store_true", help="discard writes to the image")
+    return top
+
+
+def load_config(args) -> config.Config:
+    return config.load([DEFAULT_CONFIG, *args.config], args.set)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    log.verbose = args.verbose
+    # SIGTERM unwinds like Ctrl-C, so every mount and loop device is released on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return VERBS[args.verb](args)
+    except (UserError, BuildError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        print("interrupted; cleaned up", file=sys.stderr)
+        return 130
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def cmd_build(args) -> int:
+    pipeline.build(load_config(args), pipeline.Project(PROJECT_ROOT))
+    return 0
+
+
+def cmd_config(args) -> int:
+    if args.defaults:
+        print(config.documented_defaults(), end="")
+    else:
+        print(yaml.safe_dump(load_config(args).nested(), sort_keys=False), end="")
+    return 0
+
+
+def cmd_stages(args) -> int:
+    load_config(args)
+    for stage in pipeline.Project(PROJECT_ROOT).stages:
+        state = "skipped" if stage.skip else stage.summary()
+        print(f"{stage.name:<16} {stage.description}  [{state}]")
+    return 0
+
+
+def cmd_boot(args) -> int:
+    with qemu.booted(args.image, ssh_port=args.ssh_port, serial_log=args.serial_log,
+                     snapshot=args.snapshot) as vm:
+        log.info(f"booting {args.image}; SSH: ssh -p {args.ssh_port} USER@127.0.0.1; "
+                 f"Ctrl-C stops the VM")
+        vm.wait()
+    return 0
+
+
+VERBS = {"build": cmd_build, "config": cmd_config, "stages": cmd_stages, "boot": cmd_boot}

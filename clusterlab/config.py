@@ -1,0 +1,240 @@
+"""Every build setting, declared once: type, default, doc; loaded from YAML and --set, validated.
+
+The default config file `clusterlab.yaml` is generated from SETTINGS (`build.py config
+--defaults`), so the defaults and their documentation live only here.
+"""
+
+import dataclasses
+import difflib
+import re
+import textwrap
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import UserError
+
+Check = Callable[[Any], str | None]  # returns what was expected when the value is bad
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    key: str  # dotted path, e.g. "image.compression"
+    default: Any
+    doc: str
+    check: Check
+
+
+def _is(kind: type, name: str) -> Check:
+    # bool is an int in Python; a YAML "yes" must not pass as a number
+    def check(value):
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        return None if ok else name
+    return check
+
+
+def _one_of(*choices: str) -> Check:
+    return lambda value: None if value in choices else "one of " + ", ".join(choices)
+
+
+def _matches(pattern: str, name: str) -> Check:
+    return lambda value: (None if isinstance(value, str) and re.fullmatch(pattern, value)
+                          else name)
+
+
+def _int_between(low: int, high: int) -> Check:
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return f"an integer from {low} to {high}"
+        return None
+    return check
+
+
+HOSTNAME = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+USERNAME = r"[a-z_][a-z0-9_-]{0,31}"
+SSH_KEY = r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+( .*)?"
+
+
+def _check_users(value) -> str | None:
+    expected = ("a list of users, each {name: …, groups: [..], ssh_keys: ['ssh-ed25519 AAAA… "
+                "comment']} with a valid user name, group names and OpenSSH public keys")
+    if not isinstance(value, list):
+        return expected
+    for user in value:
+        if not isinstance(user, dict) or set(user) - {"name", "groups", "ssh_keys"}:
+            return expected
+        if not re.fullmatch(USERNAME, str(user.get("name", ""))):
+            return expected
+        groups, keys = user.get("groups", []), user.get("ssh_keys", [])
+        if not isinstance(groups, list) or not all(
+                isinstance(g, str) and re.fullmatch(USERNAME, g) for g in groups):
+            return expected
+        if not isinstance(keys, list) or not all(
+                isinstance(k, str) and re.fullmatch(SSH_KEY, k.strip()) for k in keys):
+            return expected
+    return None
+
+
+SETTINGS: list[Setting] = [
+    Setting("arch", "arm64",
+            "Target architecture: arm64 (Raspberry Pi 3/4/5) or armhf (Raspberry Pi 2).",
+            _one_of("arm64", "armhf")),
+    Setting("base.suite", "trixie", "Debian suite the image is built from.",
+            _matches(r"[a-z]+", "a Debian suite name such as trixie")),
+    Setting("base.mirror", "http://deb.debian.org/debian",
+            "Debian mirror used to build the image and written into its apt sources.",
+            _matches(r"(https?|file)://\S+", "an http(s):// or file:// URL")),
+    Setting("base.security_mirror", "http://deb.debian.org/debian-security",
+            "Mirror of Debian security updates, written into the image's apt sources; empty to "
+            "leave them out.",
+            _matches(r"((https?|file)://\S+)?", "an http(s):// or file:// URL, or empty")),
+    Setting("hostname", "clusterlab",
+            "Default host name; each card can set its own in meta-data on the boot partition.",
+            _matches(HOSTNAME, "a host name (lower-case letters, digits, '-')")),
+    Setting("locale", "en_US.UTF-8", "System locale (generated in the image).",
+            _matches(r"[A-Za-z_]+\.UTF-8", "a UTF-8 locale such as en_US.UTF-8")),
+    Setting("timezone", "Etc/UTC", "Time zone, a name from the tz database.",
+            _matches(r"[A-Za-z_+-]+(/[A-Za-z0-9_+-]+)*", "a tz database name such as Europe/Berlin")),
+    Setting("users", [],
+            "Login users created on first boot by cloud-init: name, groups, ssh_keys. No user "
+            "has a password; with none listed the image can only be entered after adding a user "
+            "or key to user-data on the card. Example: [{name: pi, groups: [sudo, docker], "
+            "ssh_keys: ['ssh-ed25519 AAAA… me@laptop']}]",
+            _check_users),
+    Setting("image.compression", "xz", "Compression of the exported image: xz or zstd.",
+            _one_of("xz", "zstd")),
+    Setting("image.root_headroom_mib", 768,
+            "Free space (MiB) left in the root file system of the image, beyond its content; "
+            "the root grows to fill the card on first boot.",
+            _int_between(64, 65536)),
+    Setting("image.boot_headroom_mib", 96,
+            "Free space (MiB) left in the FAT boot partition, beyond its content (room for a "
+            "kernel update).",
+            _int_between(16, 4096)),
+    Setting("image.output_dir", "images", "Folder where finished images are written.",
+            _is(str, "a folder path")),
+    Setting("cache_dir", "~/.cache/clusterlab",
+            "Folder for downloaded packages and intermediate build results.",
+            _is(str, "a folder path")),
+]
+
+BY_KEY = {s.key: s for s in SETTINGS}
+
+
+class Config:
+    """The effective, validated settings of one build."""
+
+    def __init__(self, values: dict[str, Any], sources: list[str]):
+        self._values = values
+        self.sources = sources
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def nested(self) -> dict[str, Any]:
+        """Settings as nested mappings: for templates (`config.image.compression`) and output."""
+        tree: dict[str, Any] = {}
+        for key, value in self._values.items():
+            *parents, leaf = key.split(".")
+            node = tree
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        return tree
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self["cache_dir"]).expanduser()
+
+
+def load(files: list[Path], overrides: list[str]) -> Config:
+    """Defaults, then each file in order, then each --set key=value; every value validated."""
+    values = {s.key: s.default for s in SETTINGS}
+    for path in files:
+        for key, value in _read_file(path).items():
+            values[key] = _validated(str(path), key, value)
+    for item in overrides:
+        key, value = _parse_override(item)
+        values[key] = _validated("--set", key, value)
+    return Config(values, [str(p) for p in files] + [f"--set {o}" for o in overrides])
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise UserError(f"{path}: cannot read config file: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML: {e}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise UserError(f"{path}: expected a mapping of settings, got {_describe(document)}")
+    return _flatten(str(path), document)
+
+
+def _flatten(source: str, mapping: dict, prefix: str = "") -> dict[str, Any]:
+    """Turn nested mappings into dotted keys, stopping at declared settings."""
+    flat = {}
+    for name, value in mapping.items():
+        key = f"{prefix}{name}"
+        if key in BY_KEY:
+            flat[key] = value
+        elif isinstance(value, dict) and any(k.startswith(key + ".") for k in BY_KEY):
+            flat.update(_flatten(source, value, key + "."))
+        else:
+            raise UserError(_unknown_key_message(source, key))
+    return flat
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise UserError(f"--set {item}: expected key=value, e.g. --set image.compression=zstd")
+    if key not in BY_KEY:
+        raise UserError(_unknown_key_message("--set", key))
+    try:
+        return key, yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        return key, text
+
+
+def _validated(source: str, key: str, value: Any) -> Any:
+    expected = BY_KEY[key].check(value)
+    if expected:
+        raise UserError(f"{source}: {key}: expected {expected}, got {_describe(value)}")
+    return value
+
+
+def _unknown_key_message(source: str, key: str) -> str:
+    close = difflib.get_close_matches(key, BY_KEY, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"{source}: {key}: unknown setting{hint}; 'build.py config --defaults' lists them all"
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
+            dict: "mapping", type(None): "nothing"}.get(type(value), type(value).__name__)
+    shown = repr(value)
+    return f"{kind} {shown[:60] + '…' if len(shown) > 60 else shown}"
+
+
+def documented_defaults() -> str:
+    """The default config file, every setting with its doc: the content of clusterlab.yaml."""
+    lines = ["# ClusterLab build settings with their defaults.",
+             "# Generated by 'python3 build.py config --defaults'; override them in your own file",
+             "# (make image CONFIG=my.yaml, build.py build -c my.yaml) or with --set key=value.",
+             ""]
+    previous: list[str] = []
+    for setting in SETTINGS:
+        *parents, leaf = setting.key.split(".")
+        for depth, part in enumerate(parents):
+            if previous[:depth + 1] != parents[:depth + 1]:
+                lines.append(f"{'  ' * depth}{part}:")
+        previous = parents
+        indent = "  " * len(parents)
+        lines += [f"{indent}# {line}" for line in textwrap.wrap(setting.doc, 96 - len(indent))]
+        flow = yaml.safe_dump({leaf: setting.default}, default_flow_style=True, sort_keys=False)
+        lines += [f"{indent}{flow.strip()[1:-1]}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,159 @@
+"""Disk images: partition, make file systems from trees, read partitions back.
+
+Assembly needs no loop device: sfdisk writes the MBR into the file, mkfs.vfat --offset and mtools
+fill the FAT, `mke2fs -d -E offset=` the ext4. Reading an image back attaches the ext4 partition
+with `losetup -o … --sizelimit …`, which works on kernels without MBR partition scanning.
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from . import log
+from .run import run
+
+SECTOR = 512
+MIB = 1 << 20
+ALIGN = 4 * MIB  # partition starts and sizes: SD cards erase in 4 MiB blocks
+BOOT_LABEL = "CL_BOOT"
+ROOT_LABEL = "CL_ROOT"
+MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Partition:
+    number: int
+    start: int  # bytes
+    size: int  # bytes
+    type: str  # MBR type, hex without 0x
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """Fixed identifiers, so that the same inputs give the same bytes."""
+    disk_id: int  # 32-bit MBR signature
+    boot_volume_id: int  # 32-bit FAT serial
+    root_uuid: str
+    timestamp: int  # SOURCE_DATE_EPOCH
+
+
+def align_up(size: int, to: int = ALIGN) -> int:
+    return -(-size // to) * to
+
+
+def tree_bytes(tree: Path) -> int:
+    """Space the tree's files take in 4 KiB blocks (hard links counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(tree):
+        total += 4096 * (1 + len(dirnames))
+        for name in filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            if st.st_ino in seen:
+                continue
+            seen.add(st.st_ino)
+            total += align_up(st.st_size, 4096) + 256  # + inode
+    return total
+
+
+def assemble(image: Path, bootfs: Path, rootfs: Path, boot_size: int, root_size: int,
+             ident: Identity) -> list[Partition]:
+    """Write a two-partition SD-card image: FAT32 boot from bootfs, ext4 root from rootfs."""
+    boot = Partition(1, ALIGN, align_up(boot_size), "c")
+    root = Partition(2, boot.start + boot.size, align_up(root_size), "83")
+    with open(image, "wb") as f:
+        f.truncate(root.start + root.size)
+    _write_partition_table(image, ident.disk_id, [boot, root])
+    _make_fat(image, boot, bootfs, ident)
+    _make_ext4(image, root, rootfs, ident)
+    return [boot, root]
+
+
+def _write_partition_table(image: Path, disk_id: int, parts: list[Partition]) -> None:
+    lines = ["label: dos", f"label-id: 0x{disk_id:08x}", "unit: sectors", ""]
+    lines += [f"start={p.start // SECTOR}, size={p.size // SECTOR}, type={p.type}" for p in parts]
+    run(["sfdisk", "--no-reread", "--no-tell-kernel", "--wipe", "always", str(image)],
+        input=("\n".join(lines) + "\n").encode())
+
+
+def _make_fat(image: Path, part: Partition, source: Path, ident: Identity) -> None:
+    run(["mkfs.vfat", "-F", "32", "-n", BOOT_LABEL, "-i", f"{ident.boot_volume_id:08x}",
+         "--invariant", f"--offset={part.start // SECTOR}", str(image), str(part.size // 1024)])
+    entries = sorted(str(p) for p in source.iterdir())
+    if entries:
+        # -p keeps attributes, -m modification times (already clamped to SOURCE_DATE_EPOCH)
+        run(["mcopy", "-s", "-p", "-m", "-i", f"{image}@@{part.start}", *entries, "::/"],
+            env=MTOOLS_ENV)
+
+
+def _make_ext4(image: Path, part: Partition, source: Path, ident: Identity) -> None:
+    run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", ROOT_LABEL, "-U", ident.root_uuid,
+         "-E", f"offset={part.start},hash_seed={ident.root_uuid},root_owner=0:0",
+         "-d", str(source), str(image), f"{part.size // 1024}k"],
+        env={"E2FSPROGS_FAKE_TIME": str(ident.timestamp)})
+
+
+def partitions(image: Path) -> list[Partition]:
+    """The image's partitions as its MBR describes them."""
+    table = json.loads(run(["sfdisk", "-J", str(image)], capture=True))["partitiontable"]
+    sector = table.get("sectorsize", SECTOR)
+    return [Partition(i + 1, p["start"] * sector, p["size"] * sector, p["type"])
+            for i, p in enumerate(table.get("partitions", []))]
+
+
+@contextlib.contextmanager
+def loop_attached(image: Path, part: Partition, read_only: bool = True):
+    """A loop device over one partition of the image; detached on every exit path."""
+    ro = ["--read-only"] if read_only else []
+    device = run(["losetup", "--find", "--show", *ro, "--offset", str(part.start),
+                  "--sizelimit", str(part.size), str(image)], capture=True).strip()
+    try:
+        yield Path(device)
+    finally:
+        run(["losetup", "--detach", device])
+
+
+@contextlib.contextmanager
+def mounted_ext4(image: Path, part: Partition):
+    """The ext4 partition mounted read-only on a temporary folder; unmounted on every exit."""
+    with loop_attached(image, part) as device, \
+            tempfile.TemporaryDirectory(prefix="clusterlab-mnt-") as mountpoint:
+        run(["mount", "-t", "ext4", "-o", "ro,noload", str(device), mountpoint])
+        try:
+            yield Path(mountpoint)
+        finally:
+            run(["umount", mountpoint])
+
+
+def fat_read(image: Path, part: Partition, name: str) -> bytes:
+    """One file from the FAT partition, read with mtools (no vfat driver needed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "file"
+        run(["mcopy", "-n", "-i", f"{image}@@{part.start}", f"::/{name}", str(out)],
+            env=MTOOLS_ENV)
+        return out.read_bytes()
+
+
+def fat_write(image: Path, part: Partition, name: str, content: bytes) -> None:
+    """Replace one file on the FAT partition (as a user editing the card would)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / name
+        source.write_bytes(content)
+        run(["mcopy", "-o", "-i", f"{image}@@{part.start}", str(source), f"::/{name}"],
+            env=MTOOLS_ENV)
+
+
+def fat_list(image: Path, part: Partition) -> list[str]:
+    """Names of the files at the top of the FAT partition."""
+    listing = run(["mdir", "-b", "-i", f"{image}@@{part.start}", "::/"], env=MTOOLS_ENV,
+                  capture=True)
+    return sorted(line.rsplit("/", 1)[-1] for line in listing.splitlines() if line.strip())
+
+
+def log_layout(parts: list[Partition]) -> None:
+    for p in parts:
+        log.info(f"partition {p.number}: type {p.type}, start {p.start // MIB} MiB, "
+                 f"size {p.size // MIB} MiB")

@@ -1,0 +1,77 @@
+"""Export: compressed image, .sha256, .bmap and .manifest.json, each appearing only when complete."""
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from . import log
+from .errors import BuildError
+from .run import run
+
+COMPRESSORS = {"xz": ["xz", "-T0", "-6", "-c"], "zstd": ["zstd", "-T0", "-19", "-c", "-q"]}
+
+
+@contextlib.contextmanager
+def written_atomically(final: Path):
+    """Yield a temporary path next to final; rename it to final only if the block succeeds."""
+    partial = final.with_name(f".{final.name}.partial")
+    try:
+        yield partial
+        os.rename(partial, final)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def compress(image: Path, final: Path, method: str) -> None:
+    """Compress with all cores, showing progress over the raw image's bytes."""
+    size = image.stat().st_size
+    with written_atomically(final) as partial, open(partial, "wb") as out, \
+            log.progress(size, f"{method} {image.name}") as bar:
+        proc = subprocess.Popen(COMPRESSORS[method], stdin=subprocess.PIPE, stdout=out)
+        with open(image, "rb") as source:
+            while chunk := source.read(4 << 20):
+                proc.stdin.write(chunk)
+                bar.update(len(chunk))
+        proc.stdin.close()
+        if proc.wait() != 0:
+            raise BuildError(f"{method} failed with exit status {proc.returncode} on {image}")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_sha256(path: Path) -> Path:
+    """A sha256sum-format file next to path, checkable with `sha256sum -c`."""
+    target = path.with_name(path.name + ".sha256")
+    with written_atomically(target) as partial:
+        partial.write_text(f"{sha256_of(path)}  {path.name}\n")
+    return target
+
+
+def write_bmap(image: Path, target: Path) -> None:
+    with written_atomically(target) as partial:
+        run(["bmaptool", "create", "-o", str(partial), str(image)])
+
+
+def installed_packages(tree: Path) -> list[dict[str, str]]:
+    out = run(["dpkg-query", f"--admindir={tree}/var/lib/dpkg", "-W",
+               "-f", "${db:Status-Abbrev}\t${Package}\t${Version}\t${Architecture}\n"], capture=True)
+    packages = []
+    for line in out.splitlines():
+        status, name, version, arch = line.split("\t")
+        if status.startswith("ii"):
+            packages.append({"name": name, "version": version, "architecture": arch})
+    return packages
+
+
+def write_manifest(target: Path, manifest: dict) -> None:
+    with written_atomically(target) as partial:
+        partial.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,53 @@
+"""Step banners with timings, warnings, and tqdm progress for long work."""
+
+import contextlib
+import sys
+import time
+
+from tqdm import tqdm
+
+verbose = False
+_depth = 0
+_step_times: list[tuple[str, float]] = []
+
+
+def info(message: str) -> None:
+    print(f"{'  ' * _depth}{message}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    info(f"WARNING: {message}")
+
+
+def detail(message: str) -> None:
+    """Printed only with -v: subprocess output and other noise."""
+    if verbose:
+        info(message)
+
+
+@contextlib.contextmanager
+def step(title: str):
+    """Log a step's start and end with its duration; steps nest."""
+    global _depth
+    info(f"‣ {title}")
+    start = time.monotonic()
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        elapsed = time.monotonic() - start
+        _step_times.append((title, elapsed))
+        info(f"✓ {title} ({elapsed:.1f}s)")
+
+
+def step_times() -> list[tuple[str, float]]:
+    """Every finished step with its duration, in order of completion."""
+    return list(_step_times)
+
+
+def progress(total: int | None, description: str, unit: str = "B") -> tqdm:
+    """A progress bar on stderr, scaled for bytes unless told otherwise."""
+    return tqdm(total=total, desc=f"{'  ' * _depth}{description}", unit=unit,
+                unit_scale=unit == "B", unit_divisor=1024 if unit == "B" else 1000,
+                file=sys.stderr, leave=False, dynamic_ncols=True)

@@ -1,0 +1,114 @@
+"""Boot a ClusterLab image under QEMU (TCG), with the kernel and initrd from its own FAT partition.
+
+`build.py boot` and the tests use this same code. The serial console is the emulated board's
+PL011 UART (ttyAMA0); SSH is forwarded from a port on 127.0.0.1.
+"""
+
+import contextlib
+import dataclasses
+import shlex
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from . import disk, log
+from .errors import BuildError, UserError
+
+MACHINES = {
+    "arm64": ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72"],
+    "armhf": ["qemu-system-arm", "-M", "virt,highmem=off", "-cpu", "cortex-a15"],
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BootFiles:
+    arch: str
+    kernel: str
+    initrd: str
+    cmdline: str
+
+
+def boot_files(image: Path) -> BootFiles:
+    """What the Raspberry Pi firmware would boot, read from config.txt and cmdline.txt."""
+    boot = disk.partitions(image)[0]
+    settings = {}
+    for line in disk.fat_read(image, boot, "config.txt").decode().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.replace("=", " ", 1).partition(" ")
+            settings[key] = value.strip()
+    if "kernel" not in settings or "initramfs" not in settings:
+        raise BuildError(f"{image}: config.txt names no kernel or initramfs")
+    arch = "arm64" if settings.get("arm_64bit") == "1" else "armhf"
+    cmdline = disk.fat_read(image, boot, "cmdline.txt").decode().strip()
+    return BootFiles(arch, settings["kernel"], settings["initramfs"].split()[0], cmdline)
+
+
+class VM:
+    def __init__(self, proc: subprocess.Popen, ssh_port: int):
+        self.proc = proc
+        self.ssh_port = ssh_port
+
+    def wait(self) -> int:
+        return self.proc.wait()
+
+    def ssh_argv(self, user: str, key: Path, command: str) -> list[str]:
+        return ["ssh", "-p", str(self.ssh_port), "-i", str(key), "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", f"{user}@127.0.0.1", command]
+
+    def ssh(self, user: str, key: Path, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(self.ssh_argv(user, key, command), capture_output=True, text=True,
+                              timeout=timeout)
+
+    def wait_for_ssh(self, user: str, key: Path, timeout: float) -> float:
+        """Seconds until SSH answers; raises if QEMU exits or time runs out."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.proc.poll() is not None:
+                raise BuildError(f"QEMU exited with status {self.proc.returncode} during boot")
+            try:
+                if self.ssh(user, key, "true", timeout=30).returncode == 0:
+                    return time.monotonic() - start
+            except subprocess.TimeoutExpired:
+                pass
+            time.sleep(3)
+        raise BuildError(f"no SSH login on port {self.ssh_port} within {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def booted(image: Path, ssh_port: int, serial_log: Path | None = None, snapshot: bool = False,
+           memory_mib: int = 2048, cpus: int = 2):
+    """A running VM of the image; stopped on every exit path."""
+    if not image.is_file() or image.suffix != ".img":
+        raise UserError(f"{image}: expected a raw .img file (decompress .img.xz first: "
+                        f"xz -dk {image})")
+    files = boot_files(image)
+    boot = disk.partitions(image)[0]
+    with tempfile.TemporaryDirectory(prefix="clusterlab-boot-") as tmp:
+        kernel, initrd = Path(tmp) / "kernel", Path(tmp) / "initrd"
+        kernel.write_bytes(disk.fat_read(image, boot, files.kernel))
+        initrd.write_bytes(disk.fat_read(image, boot, files.initrd))
+        drive = f"file={image},format=raw,if=virtio" + (",snapshot=on" if snapshot else "")
+        serial = f"file:{serial_log}" if serial_log else "mon:stdio"
+        argv = [*MACHINES[files.arch], "-smp", str(cpus), "-m", str(memory_mib),
+                "-kernel", str(kernel), "-initrd", str(initrd),
+                "-append", f"{files.cmdline} console=ttyAMA0",
+                "-drive", drive, "-display", "none", "-serial", serial,
+                "-netdev", f"user,id=mgmt,net=10.9.9.0/24,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
+                "-device", "virtio-net-pci,netdev=mgmt"]
+        if serial_log:
+            argv += ["-monitor", "none"]
+        log.detail(f"$ {shlex.join(argv)}")
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL if serial_log else None)
+        try:
+            yield VM(proc, ssh_port)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()

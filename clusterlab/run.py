@@ -1,0 +1,56 @@
+"""The one way ClusterLab runs a program: failures become messages that say what went wrong."""
+
+import collections
+import os
+import shlex
+import subprocess
+
+from . import log
+from .errors import BuildError
+
+TAIL_LINES = 25
+
+
+def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None,
+        capture: bool = False, input: bytes | None = None, check: bool = True) -> str:
+    """Run argv; return its stdout when capture is set.
+
+    Output is shown only with -v, but the last lines are always kept so that a failure can be
+    reported with its command line, exit status and what it printed last.
+    """
+    log.detail(f"$ {shlex.join(argv)}")
+    full_env = {**os.environ, **env} if env else None
+    try:
+        proc = subprocess.Popen(argv, env=full_env, cwd=cwd,
+                                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE if capture else subprocess.STDOUT)
+    except FileNotFoundError:
+        raise BuildError(f"{argv[0]}: command not found (is its package installed? "
+                         f"'make image' installs the host packages)") from None
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    out = b""
+    if capture:
+        out, err = proc.communicate(input)
+        tail.extend(err.decode(errors="replace").splitlines())
+    else:
+        if input is not None:
+            proc.stdin.write(input)
+            proc.stdin.close()
+        _follow(proc.stdout, tail)
+        proc.wait()
+    if check and proc.returncode != 0:
+        raise BuildError(_failure_message(argv, proc.returncode, tail))
+    return out.decode(errors="replace")
+
+
+def _follow(stream, tail: collections.deque) -> None:
+    for raw in stream:
+        line = raw.decode(errors="replace").rstrip("\n")
+        tail.append(line)
+        log.detail(f"  {line}")
+
+
+def _failure_message(argv: list[str], status: int, tail) -> str:
+    shown = "\n".join(f"  | {line}" for line in tail) or "  | (no output)"
+    return f"command failed with exit status {status}: {shlex.join(argv)}\nlast output:\n{shown}"

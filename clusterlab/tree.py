@@ -1,0 +1,112 @@
+"""Work on the image tree: build-time shortcuts in, stages applied, the tree made ready to ship.
+
+During the build, update-initramfs and py3compile are diverted to no-ops: under emulation the
+initramfs would otherwise be rebuilt after every package that touches it (minutes each), and
+bytecode is written on the device when modules are first imported. `finish` restores both and
+builds the initramfs once.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+from . import chroot, log
+from .render import Renderer
+from .run import run
+from .stages import Stage
+
+DIVERTED = ("/usr/sbin/update-initramfs", "/usr/bin/py3compile")
+NO_OP = "#!/bin/sh\n# ClusterLab build: postponed to the end of the build\nexit 0\n"
+BUILD_DPKG_CFG = "etc/dpkg/dpkg.cfg.d/clusterlab-build"
+# Unsafe I/O is safe here: a failed build throws the tree away. Our own files win over conffiles.
+BUILD_DPKG_OPTIONS = "force-unsafe-io\nforce-confold\nforce-confdef\n"
+APT_INSTALL = ["apt-get", "install", "--yes", "--no-install-recommends", "-o", "APT::Sandbox::User=root"]
+
+
+def prepare(tree: Path) -> None:
+    (tree / BUILD_DPKG_CFG).write_text(BUILD_DPKG_OPTIONS)
+    for path in DIVERTED:
+        chroot.run_in(tree, ["dpkg-divert", "--quiet", "--local", "--rename",
+                             "--divert", f"{path}.clusterlab", "--add", path])
+        stub = tree / path.lstrip("/")
+        stub.write_text(NO_OP)
+        stub.chmod(0o755)
+
+
+def apply_stage(tree: Path, stage: Stage, renderer: Renderer) -> None:
+    """Overlay, then templates (so package scripts see our settings), packages, scripts."""
+    if stage.overlay:
+        run(["cp", "-a", "--no-preserve=ownership", f"{stage.overlay}/.", str(tree)])
+    for source, destination in stage.templates:
+        target = tree / destination.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(renderer.render(source))
+    if stage.packages:
+        where = f"{stage.path}/stage.yaml: packages"
+        packages = [renderer.render_string(p, where) for p in stage.packages]
+        log.info(f"installing {len(packages)} packages: {' '.join(packages)}")
+        chroot.run_in(tree, [*APT_INSTALL, *packages])
+    for script in stage.chroot_scripts:
+        chroot.run_script(tree, script)
+    for script in stage.host_scripts:
+        run([str(script)], env={"ROOTFS": str(tree)})
+
+
+def finish(tree: Path) -> None:
+    """Undo build shortcuts and build the initramfs once (inside the mounted chroot)."""
+    (tree / BUILD_DPKG_CFG).unlink()
+    for path in DIVERTED:
+        (tree / path.lstrip("/")).unlink()
+        chroot.run_in(tree, ["dpkg-divert", "--quiet", "--local", "--rename",
+                             "--divert", f"{path}.clusterlab", "--remove", path])
+    if list((tree / "boot").glob("vmlinuz-*")):
+        with log.step("initramfs (once)"):
+            # runs raspi-firmware's hook too, which copies kernel, initrd and DTBs to the FAT
+            chroot.run_in(tree, ["update-initramfs", "-c", "-k", "all"])
+
+
+def strip(tree: Path) -> None:
+    """Remove build leftovers and what must be unique per node (after the chroot is unmounted,
+    so the shared package cache is not touched)."""
+    _remove_node_identity(tree)
+    _remove_build_leftovers(tree)
+
+
+def _remove_node_identity(tree: Path) -> None:
+    """Each node makes its own machine-id and SSH host keys on first boot."""
+    (tree / "etc/machine-id").write_text("")
+    (tree / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+    for key in (tree / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+
+
+def _remove_build_leftovers(tree: Path) -> None:
+    for log_file in (tree / "var/log").rglob("*"):
+        if log_file.is_file() and not log_file.is_symlink():
+            log_file.write_bytes(b"")
+    for folder in ("var/lib/apt/lists", "var/cache/apt", "tmp", "var/tmp"):
+        for entry in (tree / folder).glob("*"):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            elif entry.name != "lock":
+                entry.unlink()
+    (tree / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
+    (tree / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+
+
+def clamp_mtimes(folder: Path, epoch: int) -> None:
+    """No file newer than SOURCE_DATE_EPOCH, so timestamps do not vary between builds."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            if os.lstat(path).st_mtime > epoch:
+                os.utime(path, (epoch, epoch), follow_symlinks=False)
+    os.utime(folder, (epoch, epoch))
+
+
+def split_boot(tree: Path, bootfs: Path) -> None:
+    """Move the FAT partition's content out of the tree; an empty mount point stays."""
+    firmware = tree / "boot/firmware"
+    bootfs.mkdir()
+    for entry in sorted(firmware.iterdir()):
+        shutil.move(str(entry), bootfs / entry.name)
