@@ -1,0 +1,85 @@
+"""Boot a copy of the built image in QEMU, with a test key added to user-data as a user would."""
+
+import shutil
+import socket
+import subprocess
+
+import pytest
+import yaml
+
+from clusterlab import disk, qemu
+
+pytestmark = [pytest.mark.integration, pytest.mark.boot]
+BOOT_TIMEOUT = 900  # TCG emulation on 2 cores: about 2 minutes normally
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def node(built, tmp_path_factory):
+    """A booted VM of a card whose user-data lists a test user with a fresh SSH key."""
+    tmp = tmp_path_factory.mktemp("boot")
+    key = tmp / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    card = tmp / "card.img"
+    shutil.copyfile(built["img"], card)
+    boot = disk.partitions(card)[0]
+    user_data = yaml.safe_load(disk.fat_read(card, boot, "user-data"))
+    user_data["users"] = [{"name": "tester", "groups": ["sudo", "docker"], "shell": "/bin/bash",
+                           "sudo": "ALL=(ALL) NOPASSWD:ALL", "lock_passwd": True,
+                           "ssh_authorized_keys": [(tmp / "id_ed25519.pub").read_text().strip()]}]
+    disk.fat_write(card, boot, "user-data",
+                   ("#cloud-config\n" + yaml.safe_dump(user_data)).encode())
+    meta = yaml.safe_load(disk.fat_read(card, boot, "meta-data"))
+    meta["local-hostname"] = "testnode"
+    disk.fat_write(card, boot, "meta-data", yaml.safe_dump(meta).encode())
+    serial = tmp / "serial.log"
+    with qemu.booted(card, ssh_port=free_port(), serial_log=serial) as vm:
+        try:
+            vm.wait_for_ssh("tester", key, BOOT_TIMEOUT)
+        except Exception:
+            print(serial.read_text(errors="replace")[-5000:])
+            raise
+        yield vm, key
+
+
+def sh(node, command: str, timeout: float = 600) -> str:
+    vm, key = node
+    result = vm.ssh("tester", key, command, timeout=timeout)
+    assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+    return result.stdout.strip()
+
+
+def test_cloud_init_finished_without_warnings(node):
+    status = sh(node, "cloud-init status --wait --long; true")
+    assert "status: done" in status, status
+    assert "recoverable_errors: {}" in status, status
+
+
+def test_system_is_running(node):
+    state = sh(node, "systemctl is-system-running --wait || systemctl --failed --no-legend")
+    assert state == "running", state
+
+
+def test_hostname_from_the_card(node):
+    assert sh(node, "hostname") == "testnode"
+
+
+def test_root_grew_to_fill_the_disk(node):
+    sizes = sh(node, "lsblk -bno SIZE /dev/vda /dev/vda2").split()
+    disk_size, root_size = map(int, sizes[:2])
+    fs_size = int(sh(node, "df -B1 --output=size / | tail -1"))
+    assert root_size > disk_size * 0.9 or fs_size > 0.9 * root_size
+
+
+def test_host_keys_and_machine_id_made_on_first_boot(node):
+    assert len(sh(node, "cat /etc/machine-id")) == 32
+    assert "ssh_host_ed25519_key" in sh(node, "ls /etc/ssh")
+
+
+def test_docker_engine_runs(node):
+    assert sh(node, "sudo docker info --format '{{.ServerVersion}}'", timeout=300)

@@ -1,0 +1,126 @@
+"""The built image, inspected without booting it: outputs, partitions, files, units, secrets."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clusterlab import disk
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def parts(built):
+    return disk.partitions(built["img"])
+
+
+@pytest.fixture(scope="module")
+def root(built, parts):
+    with disk.mounted_ext4(built["img"], parts[1]) as mountpoint:
+        yield mountpoint
+
+
+def fat(built, parts, name: str) -> str:
+    return disk.fat_read(built["img"], parts[0], name).decode()
+
+
+def test_outputs_are_named_by_version_and_complete(built):
+    manifest = built["manifest"]
+    assert built["xz"].name == f"clusterlab-{manifest['version']}-arm64.img.xz"
+    version_file = (Path(__file__).resolve().parents[2] / "VERSION").read_text().strip()
+    assert manifest["version"].startswith(version_file)
+    assert not list(built["dir"].glob(".*partial"))
+    check = subprocess.run(["sha256sum", "-c", built["sha256"].name], cwd=built["dir"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_manifest_lists_packages_and_config(built):
+    manifest = built["manifest"]
+    packages = {p["name"]: p["version"] for p in manifest["packages"]}
+    for name in ("linux-image-arm64", "raspi-firmware", "cloud-init", "docker.io", "openssh-server"):
+        assert packages.get(name), f"{name} missing from the manifest"
+    assert manifest["config"]["arch"] == "arm64"
+
+
+def test_bmap_copies_the_compressed_image_to_the_raw_bytes(built, tmp_path):
+    copy = tmp_path / "card.img"
+    subprocess.run(["bmaptool", "copy", "--bmap", str(built["bmap"]), str(built["xz"]), str(copy)],
+                   check=True, capture_output=True)
+    assert subprocess.run(["cmp", str(copy), str(built["img"])]).returncode == 0
+
+
+def test_partition_table_labels_and_file_systems(built, parts):
+    boot, rootfs = parts
+    assert (boot.type, rootfs.type) == ("c", "83")
+    assert boot.start % disk.ALIGN == 0 and rootfs.start % disk.ALIGN == 0
+    info = subprocess.run(["minfo", "-i", f"{built['img']}@@{boot.start}", "::"],
+                          env={"MTOOLS_SKIP_CHECK": "1"}, capture_output=True, text=True).stdout
+    assert re.search(r"volume label=\s*CL_BOOT", info) or "CL_BOOT" in info
+    assert "FAT32" in info
+    with disk.loop_attached(built["img"], rootfs) as device:
+        probe = subprocess.run(["blkid", "-p", "-o", "export", str(device)],
+                               capture_output=True, text=True).stdout
+    assert "TYPE=ext4" in probe and "LABEL=CL_ROOT" in probe
+
+
+def test_boot_files_agree_with_fstab_and_partitions(built, parts, root):
+    cmdline = fat(built, parts, "cmdline.txt").split()
+    assert "root=LABEL=CL_ROOT" in cmdline
+    config_txt = dict(line.split("=", 1) for line in fat(built, parts, "config.txt").splitlines()
+                      if "=" in line and not line.startswith("#"))
+    names = disk.fat_list(built["img"], parts[0])
+    assert config_txt["kernel"] in names
+    initramfs = re.search(r"^initramfs (\S+)", fat(built, parts, "config.txt"), re.M).group(1)
+    assert initramfs in names
+    assert any(n.startswith("bcm2711-rpi-4") for n in names), "Pi 4 device tree missing"
+    assert "gpu_mem=16" in fat(built, parts, "config.txt")
+    fstab = [l.split() for l in (root / "etc/fstab").read_text().splitlines()
+             if l.strip() and not l.startswith("#")]
+    assert ["LABEL=CL_ROOT", "/", "ext4"] == fstab[0][:3]
+    assert ["LABEL=CL_BOOT", "/boot/firmware", "vfat"] == fstab[1][:3]
+    assert not list((root / "boot/firmware").iterdir()), "FAT content left in the root fs"
+
+
+def test_cloud_init_seed_on_the_boot_partition(built, parts, root):
+    user_data = fat(built, parts, "user-data")
+    assert user_data.startswith("#cloud-config")
+    assert yaml.safe_load(user_data)["users"] == []
+    assert yaml.safe_load(fat(built, parts, "meta-data"))["local-hostname"] == "clusterlab"
+    assert yaml.safe_load(fat(built, parts, "network-config"))["version"] == 2
+    cfg = yaml.safe_load((root / "etc/cloud/cloud.cfg.d/05_clusterlab.cfg").read_text())
+    assert cfg["datasource"]["NoCloud"]["seedfrom"] == "file:///boot/firmware/"
+
+
+@pytest.mark.parametrize("unit", ["ssh.service", "docker.service", "systemd-networkd.service",
+                                  "systemd-resolved.service", "systemd-timesyncd.service"])
+def test_units_enabled(root, unit):
+    wants = list(root.glob(f"etc/systemd/system/*.wants/{unit}"))
+    assert wants, f"{unit} is not enabled"
+
+
+def test_cloud_init_enabled(root):
+    assert list(root.glob("etc/systemd/system/cloud-init.target.wants/cloud-init-local.service"))
+
+
+def test_no_password_no_host_keys_no_machine_id(root):
+    for line in (root / "etc/shadow").read_text().splitlines():
+        name, hashed = line.split(":")[:2]
+        assert hashed in ("*", "!", "!*", ""), f"{name} has a password hash"
+        assert hashed != "" or name not in ("root",), "root has an empty password"
+    assert not list((root / "etc/ssh").glob("ssh_host_*"))
+    assert (root / "etc/machine-id").read_text() == ""
+    sshd = (root / "etc/ssh/sshd_config.d/10-clusterlab.conf").read_text()
+    assert "PasswordAuthentication no" in sshd
+
+
+def test_no_build_leftovers(root):
+    assert not (root / "usr/sbin/policy-rc.d").exists()
+    assert not (root / "etc/dpkg/dpkg.cfg.d/clusterlab-build").exists()
+    assert not list(root.glob("usr/sbin/update-initramfs.clusterlab"))
+    assert "nameserver" not in (root / "etc/resolv.conf").read_text() or (root / "etc/resolv.conf").is_symlink()
+    assert not list((root / "var/cache/apt/archives").glob("*.deb"))
+    assert (root / "usr/bin/py3compile").exists()

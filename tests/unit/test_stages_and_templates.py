@@ -1,0 +1,134 @@
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clusterlab import config, pipeline
+from clusterlab.errors import UserError
+from clusterlab.render import Renderer
+from clusterlab.stages import discover
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq7 me@laptop"
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A copy of the project's stages, templates and overlays that a test may change."""
+    for folder in ("stages", "templates", "overlay-files"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    return tmp_path
+
+
+def load(project: Path):
+    return discover(project / "stages", project / "overlay-files", project / "templates")
+
+
+def test_default_stages_in_order():
+    names = [s.name for s in pipeline.Project(ROOT).stages]
+    assert names == sorted(names)
+    assert names[:3] == ["10-base", "20-system", "30-docker"]
+
+
+def test_copying_a_folder_adds_a_stage_and_skip_leaves_it_out(project):
+    shutil.copytree(project / "stages/30-docker", project / "stages/40-extra")
+    (project / "stages/40-extra/stage.yaml").write_text(
+        "description: extra tools\npackages: [htop]\n")
+    stages = load(project)
+    assert [s.name for s in stages][-1] == "40-extra"
+    assert stages[-1].packages == ("htop",)
+    (project / "stages/40-extra/stage.yaml").write_text("description: extra\nskip: true\n")
+    assert load(project)[-1].skip
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("packages: htop\n", "packages: expected a list of Debian package names"),
+    ("packages: ['Bad Name']\n", "packages: expected a list"),
+    ("colour: red\n", "colour: unknown key"),
+    ("overlay: nowhere\n", "overlay: expected a folder under overlay-files/"),
+    ("templates: {nope.j2: /etc/nope}\n", "templates: expected a mapping"),
+    ("templates: {etc/hostname.j2: etc/hostname}\n", "templates: expected a mapping"),
+    ("chroot_scripts: [missing.sh]\n", "which is not a file"),
+    ("skip: maybe\n", "skip: expected true to leave the stage out"),
+    ("[1, 2]\n", "expected a mapping"),
+])
+def test_bad_stage_files_name_file_and_key(project, content, expected):
+    stage_file = project / "stages/30-docker/stage.yaml"
+    stage_file.write_text(content)
+    with pytest.raises(UserError) as caught:
+        load(project)
+    assert str(caught.value).startswith(f"{stage_file}: ")
+    assert expected in str(caught.value)
+
+
+def test_stage_folder_names_and_numbers_are_checked(project):
+    shutil.copytree(project / "stages/30-docker", project / "stages/30-again")
+    with pytest.raises(UserError, match="share the number 30"):
+        load(project)
+    shutil.rmtree(project / "stages/30-again")
+    shutil.copytree(project / "stages/30-docker", project / "stages/extra")
+    with pytest.raises(UserError, match="named NN-name"):
+        load(project)
+
+
+def renderer_for(overrides=()):
+    cfg = config.load([], list(overrides))
+    return Renderer(ROOT / "templates", pipeline.template_variables(cfg, "1.2.3"))
+
+
+def test_every_template_of_every_stage_renders():
+    render = renderer_for()
+    for stage in pipeline.Project(ROOT).stages:
+        for source, _ in stage.templates:
+            assert render.render(source)
+
+
+def test_seed_files_are_valid_cloud_init_yaml_without_passwords():
+    render = renderer_for([f"users=[{{name: pi, groups: [sudo, docker], ssh_keys: ['{KEY}']}}]",
+                           "hostname=node1"])
+    user_data = render.render("boot/user-data.j2")
+    assert user_data.startswith("#cloud-config\n")
+    parsed = yaml.safe_load(user_data)
+    assert parsed["users"][0]["name"] == "pi"
+    assert parsed["users"][0]["ssh_authorized_keys"] == [KEY]
+    assert parsed["users"][0]["lock_passwd"] is True
+    assert not {"passwd", "hashed_passwd", "plain_text_passwd"} & set(parsed["users"][0])
+    assert "chpasswd" not in parsed and "password" not in parsed
+    assert yaml.safe_load(render.render("boot/meta-data.j2"))["local-hostname"] == "node1"
+    assert yaml.safe_load(render.render("boot/network-config.j2"))["ethernets"]["eth0"]["dhcp4"]
+
+
+def test_without_users_user_data_creates_none():
+    assert yaml.safe_load(renderer_for().render("boot/user-data.j2"))["users"] == []
+
+
+def test_fstab_and_firmware_settings_use_the_partition_labels():
+    render = renderer_for()
+    fstab = [line.split() for line in render.render("etc/fstab.j2").splitlines()
+             if line and not line.startswith("#")]
+    assert fstab[0][:3] == ["LABEL=CL_ROOT", "/", "ext4"]
+    assert fstab[1][:3] == ["LABEL=CL_BOOT", "/boot/firmware", "vfat"]
+    assert 'ROOTPART="LABEL=CL_ROOT"' in render.render("etc/raspi-firmware.j2")
+
+
+def test_armhf_selects_the_armmp_kernel():
+    render = renderer_for(["arch=armhf"])
+    assert render.render_string("{{ kernel_package }}", "test") == "linux-image-armmp"
+
+
+def test_missing_variable_names_template_and_variable(tmp_path):
+    (tmp_path / "broken.j2").write_text("hello {{ config.no_such_setting }}\n")
+    cfg = config.load([], [])
+    with pytest.raises(UserError) as caught:
+        Renderer(tmp_path, pipeline.template_variables(cfg, "1")).render("broken.j2")
+    assert "template broken.j2" in str(caught.value)
+    assert "no_such_setting" in str(caught.value)
+
+
+def test_device_shell_scripts_pass_shellcheck():
+    scripts = [p for p in ROOT.glob("stages/*/*.sh")]
+    assert scripts
+    result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
