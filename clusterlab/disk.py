@@ -20,6 +20,7 @@ MIB = 1 << 20
 ALIGN = 4 * MIB  # partition starts and sizes: SD cards erase in 4 MiB blocks
 BOOT_LABEL = "CL_BOOT"
 ROOT_LABEL = "CL_ROOT"
+FAT32_MIN_CLUSTERS = 66000  # 65525 and a margin for the FAT's own sectors
 MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
 
 
@@ -79,9 +80,22 @@ def _write_partition_table(image: Path, disk_id: int, parts: list[Partition]) ->
         input=("\n".join(lines) + "\n").encode())
 
 
+def fat_sectors_per_cluster(size: int) -> int:
+    """The largest cluster (up to 4 KiB) that still gives FAT32 enough clusters.
+
+    A FAT32 with fewer than 65525 clusters is read as FAT16 by mtools and firmware alike;
+    mkfs.vfat's own choice of 4 KiB clusters gets there below 260 MiB.
+    """
+    sectors = 8
+    while sectors > 1 and size // (SECTOR * sectors) < FAT32_MIN_CLUSTERS:
+        sectors //= 2
+    return sectors
+
+
 def _make_fat(image: Path, part: Partition, source: Path, ident: Identity) -> None:
-    run(["mkfs.vfat", "-F", "32", "-n", BOOT_LABEL, "-i", f"{ident.boot_volume_id:08x}",
-         "--invariant", f"--offset={part.start // SECTOR}", str(image), str(part.size // 1024)])
+    run(["mkfs.vfat", "-F", "32", "-S", str(SECTOR), "-s", str(fat_sectors_per_cluster(part.size)),
+         "-n", BOOT_LABEL, "-i", f"{ident.boot_volume_id:08x}", "--invariant",
+         f"--offset={part.start // SECTOR}", str(image), str(part.size // 1024)])
     entries = sorted(str(p) for p in source.iterdir())
     if entries:
         # -p keeps attributes, -m modification times (already clamped to SOURCE_DATE_EPOCH)

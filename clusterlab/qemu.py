@@ -97,7 +97,7 @@ def booted(image: Path, ssh_port: int, serial_log: Path | None = None, snapshot:
                 "-append", f"{files.cmdline} console=ttyAMA0",
                 "-drive", drive, "-display", "none", "-serial", serial,
                 "-netdev", f"user,id=mgmt,net=10.9.9.0/24,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
-                "-device", "virtio-net-pci,netdev=mgmt"]
+                "-device", "virtio-net-pci,netdev=mgmt,romfile="]
         if serial_log:
             argv += ["-monitor", "none"]
         log.detail(f"$ {shlex.join(argv)}")

@@ -1,12 +1,11 @@
 """Boot a copy of the built image in QEMU, with a test key added to user-data as a user would."""
 
-import shutil
 import socket
 import subprocess
 
 import pytest
-import yaml
 
+from clusterlab import card as card_module
 from clusterlab import disk, qemu
 
 pytestmark = [pytest.mark.integration, pytest.mark.boot]
@@ -26,17 +25,12 @@ def node(built, tmp_path_factory):
     key = tmp / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     card = tmp / "card.img"
-    shutil.copyfile(built["img"], card)
+    subprocess.run(["cp", "--sparse=always", str(built["img"]), str(card)], check=True)
+    card_module.personalize(card, hostname="testnode", user="tester",
+                            ssh_key=(tmp / "id_ed25519.pub").read_text())
     boot = disk.partitions(card)[0]
-    user_data = yaml.safe_load(disk.fat_read(card, boot, "user-data"))
-    user_data["users"] = [{"name": "tester", "groups": ["sudo", "docker"], "shell": "/bin/bash",
-                           "sudo": "ALL=(ALL) NOPASSWD:ALL", "lock_passwd": True,
-                           "ssh_authorized_keys": [(tmp / "id_ed25519.pub").read_text().strip()]}]
-    disk.fat_write(card, boot, "user-data",
-                   ("#cloud-config\n" + yaml.safe_dump(user_data)).encode())
-    meta = yaml.safe_load(disk.fat_read(card, boot, "meta-data"))
-    meta["local-hostname"] = "testnode"
-    disk.fat_write(card, boot, "meta-data", yaml.safe_dump(meta).encode())
+    user_data = disk.fat_read(card, boot, "user-data").decode()
+    assert user_data.startswith("#cloud-config\n") and "tester" in user_data
     serial = tmp / "serial.log"
     with qemu.booted(card, ssh_port=free_port(), serial_log=serial) as vm:
         try:
