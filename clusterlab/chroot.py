@@ -79,7 +79,8 @@ def _unmount(mountpoint: Path) -> None:
 
 @contextlib.contextmanager
 def _replaced(path: Path, content: str, mode: int = 0o644):
-    """A file (or symlink) in the tree replaced for the duration, then put back as it was."""
+    """A file in the tree replaced for the duration, then put back as it was, unless a package
+    installed its own meanwhile (systemd-resolved's resolv.conf link): that one stays."""
     saved = path.with_name(path.name + ".clusterlab-saved")
     had_original = path.is_symlink() or path.exists()
     if had_original:
@@ -89,9 +90,12 @@ def _replaced(path: Path, content: str, mode: int = 0o644):
         path.chmod(mode)
         yield
     finally:
-        path.unlink(missing_ok=True)
-        if had_original:
-            os.rename(saved, path)
+        if path.is_symlink() or not path.exists() or path.read_text() != content:
+            saved.unlink(missing_ok=True)
+        else:
+            path.unlink()
+            if had_original:
+                os.rename(saved, path)
 
 
 def run_in(tree: Path, argv: list[str], **kwargs) -> str:

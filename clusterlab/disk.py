@@ -94,7 +94,8 @@ def fat_sectors_per_cluster(size: int) -> int:
 
 def _make_fat(image: Path, part: Partition, source: Path, ident: Identity) -> None:
     run(["mkfs.vfat", "-F", "32", "-S", str(SECTOR), "-s", str(fat_sectors_per_cluster(part.size)),
-         "-n", BOOT_LABEL, "-i", f"{ident.boot_volume_id:08x}", "--invariant",
+         # --invariant first: it would otherwise replace the volume id given with -i
+         "--invariant", "-n", BOOT_LABEL, "-i", f"{ident.boot_volume_id:08x}",
          f"--offset={part.start // SECTOR}", str(image), str(part.size // 1024)])
     entries = sorted(str(p) for p in source.iterdir())
     if entries:

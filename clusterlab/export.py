@@ -48,12 +48,12 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_sha256(path: Path) -> Path:
-    """A sha256sum-format file next to path, checkable with `sha256sum -c`."""
-    target = path.with_name(path.name + ".sha256")
+def write_sha256(path: Path, target: Path) -> str:
+    """A sha256sum-format file for path, checkable with `sha256sum -c`; returns the digest."""
+    digest = sha256_of(path)
     with written_atomically(target) as partial:
-        partial.write_text(f"{sha256_of(path)}  {path.name}\n")
-    return target
+        partial.write_text(f"{digest}  {path.name}\n")
+    return digest
 
 
 def write_bmap(image: Path, target: Path) -> None:

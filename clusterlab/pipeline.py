@@ -113,7 +113,7 @@ def build(config: Config, project: Project) -> Outputs:
         with log.step(f"compress ({config['image.compression']})"):
             export.compress(raw, outputs.compressed, config["image.compression"])
         with log.step("checksum and manifest"):
-            export.write_sha256(outputs.compressed)
+            digest = export.write_sha256(outputs.compressed, outputs.checksum)
             export.write_manifest(outputs.manifest, {
                 "name": name, "version": image_version, "arch": config["arch"],
                 "source_date_epoch": epoch, "config": config.nested(),
@@ -121,9 +121,11 @@ def build(config: Config, project: Project) -> Outputs:
                                                            "apt_sources": debian.apt_sources(config)},
                 "stages": [s.name for s in stages], "packages": packages,
                 "image": {"file": outputs.image.name, "bytes": raw.stat().st_size,
-                          "disk_id": f"0x{ident.disk_id:08x}", "root_uuid": ident.root_uuid},
+                          "disk_id": f"0x{ident.disk_id:08x}",
+                          "boot_volume_id": f"0x{ident.boot_volume_id:08x}",
+                          "root_uuid": ident.root_uuid},
                 "compressed": {"file": outputs.compressed.name,
-                               "sha256": export.sha256_of(outputs.compressed)}})
+                               "sha256": digest}})
     shutil.rmtree(work, ignore_errors=True)
     for path in dataclasses.astuple(outputs):
         log.info(f"wrote {path}")

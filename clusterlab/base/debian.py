@@ -74,6 +74,8 @@ def build_base(config: Config, tree: Path) -> str:
         _bootstrap(config, sources, apt_cache, tarball)
     run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "-xpf",
          str(tarball), "-C", str(tree)])
+    # mmdebstrap leaves the build host's DNS settings behind; the image gets its own
+    (tree / "etc/resolv.conf").unlink(missing_ok=True)
     return key
 
 
