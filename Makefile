@@ -14,13 +14,13 @@ image: $(PYTHON_STAMP) host-packages
 	$(PY) build.py build $(CONFIG_ARGS)
 
 test: $(PYTHON_STAMP) host-packages
-	$(PY) -m pytest -v tests
+	$(PY) -m pytest -v
 
 bench: $(PYTHON_STAMP) host-packages
 	$(PY) bench/bench.py
 
-clean:
-	rm -rf images
+clean: $(PYTHON_STAMP)
+	$(PY) build.py clean $(if $(CACHE),--cache)
 
 host-packages:
 	@[ "$$(id -u)" = 0 ] || { echo "error: run as root (sudo make …): installing packages and building an image need root (chroot, loop devices, binfmt_misc)" >&2; exit 1; }

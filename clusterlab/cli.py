@@ -29,6 +29,9 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--defaults", action="store_true",
                       help="print every setting with its doc and default (clusterlab.yaml)")
     verbs.add_parser("stages", parents=[common], help="list the stages in build order")
+    clean = verbs.add_parser("clean", parents=[common], help="remove the built images")
+    clean.add_argument("--cache", action="store_true",
+                       help="also remove the build caches (layers, packages, initramfs)")
     boot = verbs.add_parser("boot", parents=[common], help="boot an image under QEMU")
     boot.add_argument("image", type=Path, help="a raw .img built by ClusterLab")
     boot.add_argument("--ssh-port", type=int, default=2222, help="host port forwarded to SSH")
@@ -90,4 +93,13 @@ def cmd_boot(args) -> int:
     return 0
 
 
-VERBS = {"build": cmd_build, "config": cmd_config, "stages": cmd_stages, "boot": cmd_boot}
+def cmd_clean(args) -> int:
+    cfg = load_config(args)
+    removed = pipeline.clean(cfg, pipeline.Project(PROJECT_ROOT), cache=args.cache)
+    for path, size in removed:
+        log.info(f"removed {path} ({size / 2**20:.0f} MiB)")
+    return 0
+
+
+VERBS = {"build": cmd_build, "config": cmd_config, "stages": cmd_stages, "boot": cmd_boot,
+         "clean": cmd_clean}

@@ -2,12 +2,13 @@
 
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import uuid
 from pathlib import Path
 
-from . import chroot, disk, export, log, tree
+from . import chroot, disk, export, layers, log, tree
 from .base import debian
 from .config import Config
 from .errors import UserError
@@ -71,43 +72,51 @@ def build(config: Config, project: Project) -> Outputs:
     epoch = source_date_epoch(project.root)
     name = f"clusterlab-{image_version}-{config['arch']}"
     outputs = output_paths(config, project, name)
-    stages = [s for s in project.stages if not s.skip]
+    stages = project.stages
     renderer = Renderer(project.root / "templates", template_variables(config, image_version))
     if not config["users"]:
         log.warn("no users configured: nobody can log in to this image until a user with an "
                  "SSH key is added to user-data on the card's boot partition (see README)")
-    log.info(f"building {name} ({len(stages)} stages)")
+    log.info(f"building {name} ({sum(not s.skip for s in stages)} stages)")
+    cache = layers.LayerCache(config.cache_dir)
+    apt_cache = config.cache_dir / "apt-archives"
+    # the code that shapes the tree is an input of every layer
+    package = Path(__file__).parent
+    builder = layers.digest_files([package / "tree.py", package / "chroot.py",
+                                   package / "base/debian.py"], package)
 
-    work = config.cache_dir / "work" / config["arch"]
-    rootfs, bootfs = work / "tree", work / "bootfs"
-    with log.step("prepare work folder"):
-        _fresh_folder(work)
-        rootfs.mkdir()
     with log.step("check host: qemu-user for " + config["arch"]):
         chroot.ensure_binfmt(config["arch"])
-    with log.step("base: Debian " + config["base.suite"]):
-        base_key = debian.build_base(config, rootfs)
-    with chroot.mounted(rootfs, config.cache_dir / "apt-archives"):
-        with log.step("prepare tree"):
-            tree.prepare(rootfs)
-        for stage in stages:
-            with log.step(f"stage {stage.name}: {stage.description}"):
-                tree.apply_stage(rootfs, stage, renderer)
-        with log.step("finish tree"):
-            tree.finish(rootfs)
+    stack: list[Path] = []  # the layers so far, bottom first
+    key = layers.key_of("base", builder, debian.base_key(config))
+    with log.step(f"base: Debian {config['base.suite']} {config['arch']}"):
+        stack.append(_layer(cache, key, stack, lambda root: _make_base(config, root), base=True))
+    for stage, key in stage_keys(key, stages, renderer, project):
+        with log.step(f"stage {stage.name}: {stage.description}"):
+            stack.append(_layer(cache, key, stack, lambda root: _in_chroot(
+                root, apt_cache, lambda: tree.apply_stage(root, stage, renderer))))
+    key = layers.key_of(key, "finish")
+    with log.step("finish tree"):
+        initramfs_cache = config.cache_dir / "initramfs"
+        stack.append(_layer(cache, key, stack, lambda root: _in_chroot(
+            root, apt_cache, lambda: tree.finish(root, initramfs_cache))))
+    key = layers.key_of(key, "strip", epoch, layers.digest_files([Path(__file__)], package))
     with log.step("strip tree"):
-        packages = export.installed_packages(rootfs)
-        tree.strip(rootfs)
-        tree.split_boot(rootfs, bootfs)
-        tree.clamp_mtimes(rootfs, epoch)
-        tree.clamp_mtimes(bootfs, epoch)
+        stack.append(_layer(cache, key, stack, lambda root: _strip(root, stack, key, cache, epoch)))
+    bootfs = cache.path(key) / "bootfs"
+
     ident = identity(image_version, config["arch"], epoch)
+    input_key = layers.key_of(key, dataclasses.asdict(ident), config.nested())
+    if _up_to_date(outputs, input_key):
+        log.info(f"{name}: nothing changed since the last build (input key {input_key})")
+        return outputs
     outputs.image.parent.mkdir(parents=True, exist_ok=True)
-    with export.written_atomically(outputs.image) as raw:
+    with export.written_atomically(outputs.image) as raw, layers.overlay(stack) as rootfs:
         with log.step("assemble image"):
             boot_size = disk.tree_bytes(bootfs) + config["image.boot_headroom_mib"] * MIB
             root_size = int(disk.tree_bytes(rootfs) * 1.1) + config["image.root_headroom_mib"] * MIB
             disk.log_layout(disk.assemble(raw, bootfs, rootfs, boot_size, root_size, ident))
+            packages = export.installed_packages(rootfs)
         with log.step("bmap"):
             export.write_bmap(raw, outputs.bmap)
         with log.step(f"compress ({config['image.compression']})"):
@@ -116,25 +125,98 @@ def build(config: Config, project: Project) -> Outputs:
             digest = export.write_sha256(outputs.compressed, outputs.checksum)
             export.write_manifest(outputs.manifest, {
                 "name": name, "version": image_version, "arch": config["arch"],
-                "source_date_epoch": epoch, "config": config.nested(),
-                "config_sources": config.sources, "base": {"key": base_key,
-                                                           "apt_sources": debian.apt_sources(config)},
-                "stages": [s.name for s in stages], "packages": packages,
+                "input_key": input_key, "source_date_epoch": epoch, "config": config.nested(),
+                "config_sources": config.sources, "apt_sources": debian.apt_sources(config),
+                "stages": [s.name for s in stages if not s.skip], "packages": packages,
                 "image": {"file": outputs.image.name, "bytes": raw.stat().st_size,
-                          "disk_id": f"0x{ident.disk_id:08x}",
+                          "sha256": export.sha256_of(raw), "disk_id": f"0x{ident.disk_id:08x}",
                           "boot_volume_id": f"0x{ident.boot_volume_id:08x}",
                           "root_uuid": ident.root_uuid},
-                "compressed": {"file": outputs.compressed.name,
-                               "sha256": digest}})
-    shutil.rmtree(work, ignore_errors=True)
+                "compressed": {"file": outputs.compressed.name, "sha256": digest}})
+    cache.remove_leftovers(keep={p.name for p in stack})
     for path in dataclasses.astuple(outputs):
         log.info(f"wrote {path}")
+    log.info(f"cache: {_size(config.cache_dir) / 2**30:.1f} GiB in {config.cache_dir}")
     return outputs
 
 
-def _fresh_folder(folder: Path) -> None:
-    """An empty folder, even after a build that was killed with its chroot still mounted."""
-    if folder.exists():
-        chroot.unmount_all_below(folder)
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+def stage_keys(base_key: str, stages: list[Stage], renderer: Renderer,
+               project: Project) -> list[tuple[Stage, str]]:
+    """The stages to run, each with its cache key, chained on the key of what came before."""
+    chain, key = [], base_key
+    for stage in stages:
+        if not stage.skip:
+            key = layers.key_of(key, stage_inputs(stage, renderer, project))
+            chain.append((stage, key))
+    return chain
+
+
+def stage_inputs(stage: Stage, renderer: Renderer, project: Project) -> dict:
+    """Everything a stage's result depends on. Templates count by their rendered text, so a
+    stage is rebuilt exactly when a config value it uses changes."""
+    where = f"{stage.path}/stage.yaml"
+    return {"stage": stage.name,
+            "files": layers.digest_files([stage.path], project.root),
+            "packages": [renderer.render_string(p, where) for p in stage.packages],
+            "templates": {dst: renderer.render(src) for src, dst in stage.templates},
+            "overlay": layers.digest_files([stage.overlay], project.root) if stage.overlay else None}
+
+
+def _layer(cache: layers.LayerCache, key: str, below: list[Path], make, base: bool = False) -> Path:
+    """The cached layer for key, made by make(root) on top of the layers below when missing."""
+    if cache.has(key):
+        log.info("unchanged: taken from the cache")
+    else:
+        with cache.building(key) as partial:
+            if base:
+                make(partial / "upper")
+            else:
+                with layers.overlay(below, partial) as root:
+                    make(root)
+    cache.mark_used(key)
+    return cache.path(key)
+
+
+def _make_base(config: Config, root: Path) -> None:
+    debian.bootstrap(config, root)
+    _in_chroot(root, config.cache_dir / "apt-archives", lambda: tree.prepare(root))
+
+
+def _in_chroot(root: Path, apt_cache: Path, work) -> None:
+    with chroot.mounted(root, apt_cache):
+        work()
+
+
+def _strip(root: Path, stack: list[Path], key: str, cache: layers.LayerCache, epoch: int) -> None:
+    tree.strip(root)
+    tree.split_boot(root, cache.root / f"{key}.partial" / "bootfs")
+    tree.clamp_mtimes(root, epoch)
+    tree.clamp_mtimes(cache.root / f"{key}.partial" / "bootfs", epoch)
+
+
+def _up_to_date(outputs: Outputs, input_key: str) -> bool:
+    if not all(p.exists() for p in dataclasses.astuple(outputs)):
+        return False
+    try:
+        return json.loads(outputs.manifest.read_text()).get("input_key") == input_key
+    except (OSError, ValueError):
+        return False
+
+
+def clean(config: Config, project: Project, cache: bool) -> list[tuple[Path, int]]:
+    """Remove the output folder, and the caches when asked; return what went and its size."""
+    folders = [project.root / config["image.output_dir"]]
+    if cache:
+        require_root()
+        folders.append(config.cache_dir)
+    removed = []
+    for folder in folders:
+        if folder.exists():
+            chroot.unmount_all_below(folder)
+            removed.append((folder, _size(folder)))
+            shutil.rmtree(folder)
+    return removed
+
+
+def _size(folder: Path) -> int:
+    return sum(p.lstat().st_size for p in folder.rglob("*") if not p.is_symlink() and p.is_file())

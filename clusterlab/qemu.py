@@ -6,6 +6,7 @@ PL011 UART (ttyAMA0); SSH is forwarded from a port on 127.0.0.1.
 
 import contextlib
 import dataclasses
+import re
 import shlex
 import subprocess
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 from . import disk, log
 from .errors import BuildError, UserError
 
+SSH_CONNECT_FAILURE = re.compile(r"kex_exchange_identification|Connection (refused|reset|closed)")
 MACHINES = {
     "arm64": ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72"],
     "armhf": ["qemu-system-arm", "-M", "virt,highmem=off", "-cpu", "cortex-a15"],
@@ -58,9 +60,16 @@ class VM:
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                 "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", f"{user}@127.0.0.1", command]
 
-    def ssh(self, user: str, key: Path, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(self.ssh_argv(user, key, command), capture_output=True, text=True,
-                              timeout=timeout)
+    def ssh(self, user: str, key: Path, command: str, timeout: float = 120,
+            attempts: int = 5) -> subprocess.CompletedProcess:
+        """Run command over SSH; a connection refused or reset (sshd restarting) is retried."""
+        for _ in range(attempts):
+            result = subprocess.run(self.ssh_argv(user, key, command), capture_output=True,
+                                    text=True, timeout=timeout)
+            if result.returncode != 255 or not SSH_CONNECT_FAILURE.search(result.stderr):
+                break
+            time.sleep(5)
+        return result
 
     def wait_for_ssh(self, user: str, key: Path, timeout: float) -> float:
         """Seconds until SSH answers; raises if QEMU exits or time runs out."""
@@ -69,7 +78,7 @@ class VM:
             if self.proc.poll() is not None:
                 raise BuildError(f"QEMU exited with status {self.proc.returncode} during boot")
             try:
-                if self.ssh(user, key, "true", timeout=30).returncode == 0:
+                if self.ssh(user, key, "true", timeout=30, attempts=1).returncode == 0:
                     return time.monotonic() - start
             except subprocess.TimeoutExpired:
                 pass

@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import chroot, log
+from . import chroot, layers, log
 from .render import Renderer
 from .run import run
 from .stages import Stage
@@ -20,6 +20,9 @@ NO_OP = "#!/bin/sh\n# ClusterLab build: postponed to the end of the build\nexit 
 BUILD_DPKG_CFG = "etc/dpkg/dpkg.cfg.d/clusterlab-build"
 # Unsafe I/O is safe here: a failed build throws the tree away. Our own files win over conffiles.
 BUILD_DPKG_OPTIONS = "force-unsafe-io\nforce-confold\nforce-confdef\n"
+# What mkinitramfs reads: package versions (kernel, initramfs-tools, busybox…) and local settings.
+INITRAMFS_INPUTS = ("var/lib/dpkg/status", "etc/initramfs-tools", "etc/modprobe.d", "etc/fstab",
+                    "etc/crypttab")
 APT_INSTALL = ["apt-get", "install", "--yes", "--no-install-recommends", "-o", "APT::Sandbox::User=root"]
 
 
@@ -52,17 +55,35 @@ def apply_stage(tree: Path, stage: Stage, renderer: Renderer) -> None:
         run([str(script)], env={"ROOTFS": str(tree)})
 
 
-def finish(tree: Path) -> None:
+def finish(tree: Path, initramfs_cache: Path) -> None:
     """Undo build shortcuts and build the initramfs once (inside the mounted chroot)."""
     (tree / BUILD_DPKG_CFG).unlink()
     for path in DIVERTED:
         (tree / path.lstrip("/")).unlink()
         chroot.run_in(tree, ["dpkg-divert", "--quiet", "--local", "--rename",
                              "--divert", f"{path}.clusterlab", "--remove", path])
-    if list((tree / "boot").glob("vmlinuz-*")):
-        with log.step("initramfs (once)"):
-            # runs raspi-firmware's hook too, which copies kernel, initrd and DTBs to the FAT
-            chroot.run_in(tree, ["update-initramfs", "-c", "-k", "all"])
+    for kernel in sorted((tree / "boot").glob("vmlinuz-*")):
+        _install_initramfs(tree, kernel.name.removeprefix("vmlinuz-"), initramfs_cache)
+
+
+def _install_initramfs(tree: Path, kernel_version: str, cache: Path) -> None:
+    """Build the initramfs, or take it from the cache when nothing it is made from changed;
+    then run the post-update hooks (raspi-firmware copies kernel, initrd and DTBs to the FAT)."""
+    name = f"initrd.img-{kernel_version}"
+    inputs = [tree / p for p in INITRAMFS_INPUTS if (tree / p).exists()]
+    cached = cache / layers.key_of(kernel_version, layers.digest_files(inputs, tree)) / name
+    if cached.exists():
+        log.info(f"initramfs for {kernel_version}: unchanged, taken from the cache")
+        shutil.copy2(cached, tree / "boot" / name)
+    else:
+        with log.step(f"initramfs for {kernel_version} (once)"):
+            chroot.run_in(tree, ["update-initramfs", "-c", "-k", kernel_version])
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(tree / "boot" / name, cached.with_suffix(".partial"))
+        os.rename(cached.with_suffix(".partial"), cached)
+        return  # update-initramfs ran the hooks itself
+    chroot.run_in(tree, ["run-parts", f"--arg={kernel_version}", f"--arg=/boot/{name}",
+                         "/etc/initramfs/post-update.d"])
 
 
 def strip(tree: Path) -> None:

@@ -1,13 +1,12 @@
-"""The Debian base: a minimal tree made by mmdebstrap from the Debian archive, cached as a tarball.
+"""The Debian base: a minimal tree made by mmdebstrap from the Debian archive.
 
-The cache key includes the Date of each suite's InRelease, so the cached base (with its package
+Its cache key includes the Date of each suite's InRelease, so the cached base (with its package
 lists) is reused until the archive publishes something new, and never mixes two archive states.
 """
 
 import hashlib
 import json
-import os
-import shutil
+import tempfile
 from pathlib import Path
 
 import requests
@@ -54,42 +53,24 @@ def mmdebstrap_argv(config: Config, sources: list[str], apt_cache: Path, output:
              f"--setup-hook=sync-in {apt_cache}/ /var/cache/apt/archives/",
              f"--customize-hook=sync-out /var/cache/apt/archives/ {apt_cache}/"]
     return ["mmdebstrap", "--mode=root", "--variant=minbase", f"--arch={config['arch']}",
-            "--format=tar", "--skip=cleanup/apt/lists", "--skip=cleanup/apt/cache",
+            "--format=directory", "--skip=cleanup/apt/lists", "--skip=cleanup/apt/cache",
             *[f"--dpkgopt={o}" for o in DPKG_EXCLUDES], *hooks,
             config["base.suite"], str(output), *sources]
 
 
-def build_base(config: Config, tree: Path) -> str:
-    """Fill tree (empty) with the Debian base; return the cache key used."""
-    cache = config.cache_dir
-    apt_cache = cache / "apt-archives"
-    apt_cache.mkdir(parents=True, exist_ok=True)
+def base_key(config: Config) -> str:
+    """Changes with the mmdebstrap command line and with the archive's state."""
     sources = apt_sources(config)
     argv_shape = mmdebstrap_argv(config, sources, Path("APT"), Path("OUT"))
-    key = hashlib.sha256(json.dumps([argv_shape, archive_state(sources)]).encode()).hexdigest()[:16]
-    tarball = cache / "base" / f"debian-{config['base.suite']}-{config['arch']}-{key}.tar"
-    if tarball.exists():
-        log.info(f"reusing cached base {tarball.name}")
-    else:
-        _bootstrap(config, sources, apt_cache, tarball)
-    run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "-xpf",
-         str(tarball), "-C", str(tree)])
+    return hashlib.sha256(json.dumps([argv_shape, archive_state(sources)]).encode()).hexdigest()
+
+
+def bootstrap(config: Config, tree: Path) -> None:
+    """Fill tree (an empty folder) with a minimal Debian for config's suite and arch."""
+    apt_cache = config.cache_dir / "apt-archives"
+    apt_cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mmdebstrap-", dir=config.cache_dir) as tmp:
+        log.info(f"mmdebstrap {config['base.suite']} {config['arch']} (a few minutes; -v shows it)")
+        run(mmdebstrap_argv(config, apt_sources(config), apt_cache, tree), env={"TMPDIR": tmp})
     # mmdebstrap leaves the build host's DNS settings behind; the image gets its own
     (tree / "etc/resolv.conf").unlink(missing_ok=True)
-    return key
-
-
-def _bootstrap(config: Config, sources: list[str], apt_cache: Path, tarball: Path) -> None:
-    tarball.parent.mkdir(parents=True, exist_ok=True)
-    for stale in tarball.parent.glob(f"debian-{config['base.suite']}-{config['arch']}-*.tar"):
-        stale.unlink()  # an older archive state: never used again
-    partial = tarball.with_suffix(".partial")
-    tmp = config.cache_dir / "tmp"
-    tmp.mkdir(exist_ok=True)
-    log.info(f"mmdebstrap {config['base.suite']} {config['arch']} (a few minutes; -v shows it)")
-    try:
-        run(mmdebstrap_argv(config, sources, apt_cache, partial), env={"TMPDIR": str(tmp)})
-        os.rename(partial, tarball)
-    finally:
-        partial.unlink(missing_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)

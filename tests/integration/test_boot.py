@@ -76,6 +76,12 @@ def test_root_grew_to_fill_the_card(node, built):
     assert fs_size > 0.9 * root_size
 
 
+def test_only_key_logins(node):
+    settings = sh(node, "sudo sshd -T")
+    assert "passwordauthentication no" in settings and "permitrootlogin no" in settings
+    assert sh(node, "sudo passwd --status tester").split()[1] == "L"
+
+
 def test_host_keys_and_machine_id_made_on_first_boot(node):
     assert len(sh(node, "cat /etc/machine-id")) == 32
     assert "ssh_host_ed25519_key" in sh(node, "ls /etc/ssh")
