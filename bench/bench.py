@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""Measure what users wait for and print the figures: cold build, warm rebuild, image sizes,
-and the time from power-on to an SSH login in QEMU.
+"""Measure what users wait for and print the figures.
 
-Cold means empty build caches except the downloaded .deb files (downloads are not what we
-measure). Run as root: `sudo make bench`.
+- cold build: empty build caches except the downloaded .deb files (downloads are not measured);
+- rebuild after editing one template (the card's meta-data), raw image time and compression apart;
+- rebuild with nothing changed, and whether the output stayed byte-identical;
+- assembly determinism: outputs deleted, image assembled again from the cached tree: same sha256?
+- image sizes, and the time from power-on to an SSH login in QEMU.
+
+Run as root: `sudo make bench`. It uses the project's own build command and cache.
 """
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -18,14 +23,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from clusterlab import card, config, qemu  # noqa: E402
+from clusterlab import card, config, export, qemu  # noqa: E402
+
+EDITED_TEMPLATE = ROOT / "templates/boot/meta-data.j2"
 
 
-def timed_build(out: Path) -> float:
+def timed_build(out: Path) -> tuple[float, dict[str, float]]:
+    """Wall time of one build, and the time of each step as the build logged it."""
     start = time.monotonic()
-    subprocess.run([sys.executable, str(ROOT / "build.py"), "build",
-                    "--set", f"image.output_dir={out}"], check=True, cwd=ROOT)
-    return time.monotonic() - start
+    result = subprocess.run([sys.executable, str(ROOT / "build.py"), "build",
+                             "--set", f"image.output_dir={out}"], cwd=ROOT, text=True,
+                            stderr=subprocess.PIPE)
+    elapsed = time.monotonic() - start
+    if result.returncode != 0:
+        sys.exit(f"build failed:\n{result.stderr[-3000:]}")
+    steps = {m.group(1): float(m.group(2))
+             for m in re.finditer(r"✓ (.+) \((\d+\.\d)s\)", result.stderr)}
+    return elapsed, steps
+
+
+def image_digest(out: Path) -> str:
+    manifest = json.loads(next(out.glob("*.manifest.json")).read_text())
+    return export.sha256_of(out / manifest["image"]["file"])
 
 
 def boot_to_login(image: Path, tmp: Path) -> float:
@@ -41,25 +60,49 @@ def boot_to_login(image: Path, tmp: Path) -> float:
         return vm.wait_for_ssh("bench", key, timeout=1200)
 
 
+def without_compression(elapsed: float, steps: dict[str, float]) -> float:
+    return elapsed - sum(t for name, t in steps.items() if name.startswith("compress"))
+
+
 def main() -> None:
     cache = config.load([ROOT / "clusterlab.yaml"], []).cache_dir
+    figures = []
     with tempfile.TemporaryDirectory(prefix="clusterlab-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        for folder in ("base", "work"):
+        tmp, out = Path(tmp_name), Path(tmp_name) / "images"
+        for folder in ("layers", "initramfs"):
             shutil.rmtree(cache / folder, ignore_errors=True)
-        cold = timed_build(tmp / "cold")
-        warm = timed_build(tmp / "warm")
-        manifest = json.loads(next((tmp / "warm").glob("*.manifest.json")).read_text())
-        raw = tmp / "warm" / manifest["image"]["file"]
-        compressed = tmp / "warm" / manifest["compressed"]["file"]
-        allocated = raw.stat().st_blocks * 512
-        login = boot_to_login(raw, tmp)
-    print("\nClusterLab benchmark")
-    print(f"  cold build (caches empty but .debs):  {cold / 60:6.1f} min")
-    print(f"  warm rebuild (cached Debian base):     {warm / 60:6.1f} min")
-    print(f"  raw image: {raw.stat().st_size / 2**20:.0f} MiB ({allocated / 2**20:.0f} MiB allocated)")
-    print(f"  compressed ({compressed.suffix[1:]}): {compressed.stat().st_size / 2**20:.0f} MiB")
-    print(f"  QEMU power-on to SSH login:            {login:6.0f} s")
+        cold, steps = timed_build(out)
+        figures.append(f"cold build:                      {cold / 60:5.1f} min "
+                       f"(of which compression {steps.get('compress (xz)', 0):.0f} s)")
+        original = EDITED_TEMPLATE.read_text()
+        try:
+            EDITED_TEMPLATE.write_text(original + "# edited\n")
+            edit, steps = timed_build(out)
+        finally:
+            EDITED_TEMPLATE.write_text(original)
+        figures.append(f"rebuild after a template edit:   {without_compression(edit, steps):5.0f} s "
+                       f"to the raw image, + {steps.get('compress (xz)', 0):.0f} s compression")
+        timed_build(out)  # back to the unedited template
+        before = image_digest(out)
+        unchanged, _ = timed_build(out)
+        figures.append(f"rebuild with nothing changed:    {unchanged:5.0f} s, output "
+                       f"{'identical' if image_digest(out) == before else 'DIFFERENT'}")
+        shutil.rmtree(out)
+        timed_build(out)
+        figures.append(f"assembled again from the cache:  "
+                       f"{'same sha256' if image_digest(out) == before else 'DIFFERENT sha256'}")
+        manifest = json.loads(next(out.glob("*.manifest.json")).read_text())
+        raw = out / manifest["image"]["file"]
+        compressed = out / manifest["compressed"]["file"]
+        figures.append(f"raw image:                       {raw.stat().st_size / 2**20:5.0f} MiB "
+                       f"({raw.stat().st_blocks * 512 / 2**20:.0f} MiB of data)")
+        figures.append(f"compressed ({compressed.suffix[1:]}):                 "
+                       f"{compressed.stat().st_size / 2**20:5.0f} MiB")
+        figures.append(f"QEMU power-on to SSH login:      {boot_to_login(raw, tmp):5.0f} s")
+    print("\nClusterLab benchmark (this machine: "
+          f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores)")
+    for line in figures:
+        print("  " + line)
 
 
 if __name__ == "__main__":

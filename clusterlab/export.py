@@ -11,7 +11,7 @@ from . import log
 from .errors import BuildError
 from .run import run
 
-COMPRESSORS = {"xz": ["xz", "-T0", "-6", "-c"], "zstd": ["zstd", "-T0", "-19", "-c", "-q"]}
+COMPRESSORS = {"xz": ["xz", "-T0", "-6", "-c"], "zstd": ["zstd", "-T0", "-10", "-c", "-q"]}
 
 
 @contextlib.contextmanager

@@ -29,17 +29,17 @@ def load(project: Path):
 def test_default_stages_in_order():
     names = [s.name for s in pipeline.Project(ROOT).stages]
     assert names == sorted(names)
-    assert names[:3] == ["10-base", "20-system", "30-docker"]
+    assert names == ["10-base", "20-system", "30-docker", "90-first-boot"]
 
 
 def test_copying_a_folder_adds_a_stage_and_skip_leaves_it_out(project):
-    shutil.copytree(project / "stages/30-docker", project / "stages/40-extra")
-    (project / "stages/40-extra/stage.yaml").write_text(
+    shutil.copytree(project / "stages/30-docker", project / "stages/95-extra")
+    (project / "stages/95-extra/stage.yaml").write_text(
         "description: extra tools\npackages: [htop]\n")
     stages = load(project)
-    assert [s.name for s in stages][-1] == "40-extra"
+    assert [s.name for s in stages][-1] == "95-extra"
     assert stages[-1].packages == ("htop",)
-    (project / "stages/40-extra/stage.yaml").write_text("description: extra\nskip: true\n")
+    (project / "stages/95-extra/stage.yaml").write_text("description: extra\nskip: true\n")
     assert load(project)[-1].skip
 
 
