@@ -8,7 +8,6 @@ from tqdm import tqdm
 
 verbose = False
 _depth = 0
-_step_times: list[tuple[str, float]] = []
 
 
 def info(message: str) -> None:
@@ -37,13 +36,7 @@ def step(title: str):
     finally:
         _depth -= 1
         elapsed = time.monotonic() - start
-        _step_times.append((title, elapsed))
         info(f"✓ {title} ({elapsed:.1f}s)")
-
-
-def step_times() -> list[tuple[str, float]]:
-    """Every finished step with its duration, in order of completion."""
-    return list(_step_times)
 
 
 def progress(total: int | None, description: str, unit: str = "B") -> tqdm:

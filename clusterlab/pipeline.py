@@ -17,6 +17,7 @@ from .stages import Stage, discover
 from .version import source_date_epoch, version
 
 MIB = 1 << 20
+BOOTFS = "bootfs"  # beside upper/ in the last layer: what goes on the FAT partition
 CONSOLES = {"arm64": "ttyS1,115200 tty0", "armhf": "ttyAMA0,115200 tty0"}
 KERNEL_PACKAGES = {"arm64": "linux-image-arm64", "armhf": "linux-image-armmp"}
 
@@ -90,20 +91,20 @@ def build(config: Config, project: Project) -> Outputs:
     stack: list[Path] = []  # the layers so far, bottom first
     key = layers.key_of("base", builder, debian.base_key(config))
     with log.step(f"base: Debian {config['base.suite']} {config['arch']}"):
-        stack.append(_layer(cache, key, stack, lambda root: _make_base(config, root), base=True))
+        stack.append(_layer(cache, key, stack, lambda root, _: _make_base(config, root), base=True))
     for stage, key in stage_keys(key, stages, renderer, project):
         with log.step(f"stage {stage.name}: {stage.description}"):
-            stack.append(_layer(cache, key, stack, lambda root: _in_chroot(
+            stack.append(_layer(cache, key, stack, lambda root, _: _in_chroot(
                 root, apt_cache, lambda: tree.apply_stage(root, stage, renderer))))
     key = layers.key_of(key, "finish")
     with log.step("finish tree"):
         initramfs_cache = config.cache_dir / "initramfs"
-        stack.append(_layer(cache, key, stack, lambda root: _in_chroot(
+        stack.append(_layer(cache, key, stack, lambda root, _: _in_chroot(
             root, apt_cache, lambda: tree.finish(root, initramfs_cache))))
     key = layers.key_of(key, "strip", epoch, layers.digest_files([Path(__file__)], package))
     with log.step("strip tree"):
-        stack.append(_layer(cache, key, stack, lambda root: _strip(root, stack, key, cache, epoch)))
-    bootfs = cache.path(key) / "bootfs"
+        stack.append(_layer(cache, key, stack, lambda root, layer: _strip(root, layer, epoch)))
+    bootfs = stack[-1] / BOOTFS
 
     ident = identity(image_version, config["arch"], epoch)
     input_key = layers.key_of(key, dataclasses.asdict(ident), config.nested())
@@ -123,21 +124,28 @@ def build(config: Config, project: Project) -> Outputs:
             export.compress(raw, outputs.compressed, config["image.compression"])
         with log.step("checksum and manifest"):
             digest = export.write_sha256(outputs.compressed, outputs.checksum)
-            export.write_manifest(outputs.manifest, {
-                "name": name, "version": image_version, "arch": config["arch"],
-                "input_key": input_key, "source_date_epoch": epoch, "config": config.nested(),
-                "config_sources": config.sources, "apt_sources": debian.apt_sources(config),
-                "stages": [s.name for s in stages if not s.skip], "packages": packages,
-                "image": {"file": outputs.image.name, "bytes": raw.stat().st_size,
-                          "sha256": export.sha256_of(raw), "disk_id": f"0x{ident.disk_id:08x}",
-                          "boot_volume_id": f"0x{ident.boot_volume_id:08x}",
-                          "root_uuid": ident.root_uuid},
-                "compressed": {"file": outputs.compressed.name, "sha256": digest}})
+            export.write_manifest(outputs.manifest, _manifest(
+                config, outputs, raw, ident, input_key, packages, digest,
+                name=name, version=image_version, stages=[s.name for s in stages if not s.skip]))
     cache.remove_leftovers(keep={p.name for p in stack})
     for path in dataclasses.astuple(outputs):
         log.info(f"wrote {path}")
     log.info(f"cache: {_size(config.cache_dir) / 2**30:.1f} GiB in {config.cache_dir}")
     return outputs
+
+
+def _manifest(config: Config, outputs: Outputs, raw: Path, ident: disk.Identity, input_key: str,
+              packages: list[dict], compressed_sha256: str, **about) -> dict:
+    """What the image is and what it was made from."""
+    return {**about, "arch": config["arch"], "input_key": input_key,
+            "source_date_epoch": ident.timestamp, "config": config.nested(),
+            "config_sources": config.sources, "apt_sources": debian.apt_sources(config),
+            "packages": packages,
+            "image": {"file": outputs.image.name, "bytes": raw.stat().st_size,
+                      "sha256": export.sha256_of(raw), "disk_id": f"0x{ident.disk_id:08x}",
+                      "boot_volume_id": f"0x{ident.boot_volume_id:08x}",
+                      "root_uuid": ident.root_uuid},
+            "compressed": {"file": outputs.compressed.name, "sha256": compressed_sha256}}
 
 
 def stage_keys(base_key: str, stages: list[Stage], renderer: Renderer,
@@ -163,16 +171,17 @@ def stage_inputs(stage: Stage, renderer: Renderer, project: Project) -> dict:
 
 
 def _layer(cache: layers.LayerCache, key: str, below: list[Path], make, base: bool = False) -> Path:
-    """The cached layer for key, made by make(root) on top of the layers below when missing."""
+    """The cached layer for key; when missing, make(root, layer folder) makes it on top of the
+    layers below (the base layer is made straight into its folder)."""
     if cache.has(key):
         log.info("unchanged: taken from the cache")
     else:
         with cache.building(key) as partial:
             if base:
-                make(partial / "upper")
+                make(partial / "upper", partial)
             else:
                 with layers.overlay(below, partial) as root:
-                    make(root)
+                    make(root, partial)
     cache.mark_used(key)
     return cache.path(key)
 
@@ -187,11 +196,12 @@ def _in_chroot(root: Path, apt_cache: Path, work) -> None:
         work()
 
 
-def _strip(root: Path, stack: list[Path], key: str, cache: layers.LayerCache, epoch: int) -> None:
+def _strip(root: Path, layer: Path, epoch: int) -> None:
+    """The tree as it ships: the FAT's content moved beside it, timestamps clamped."""
     tree.strip(root)
-    tree.split_boot(root, cache.root / f"{key}.partial" / "bootfs")
+    tree.split_boot(root, layer / BOOTFS)
     tree.clamp_mtimes(root, epoch)
-    tree.clamp_mtimes(cache.root / f"{key}.partial" / "bootfs", epoch)
+    tree.clamp_mtimes(layer / BOOTFS, epoch)
 
 
 def _up_to_date(outputs: Outputs, input_key: str) -> bool:
