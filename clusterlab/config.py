@@ -85,6 +85,9 @@ SETTINGS: list[Setting] = [
     Setting("base.mirror", "http://deb.debian.org/debian",
             "Debian mirror used to build the image and written into its apt sources.",
             _matches(r"(https?|file)://\S+", "an http(s):// or file:// URL")),
+    Setting("base.updates", True,
+            "Include the <suite>-updates suite (fixes published between point releases).",
+            _is(bool, "true or false")),
     Setting("base.security_mirror", "http://deb.debian.org/debian-security",
             "Mirror of Debian security updates, written into the image's apt sources; empty to "
             "leave them out.",

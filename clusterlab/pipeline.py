@@ -86,8 +86,8 @@ def build(config: Config, project: Project) -> Outputs:
     builder = layers.digest_files([package / "tree.py", package / "chroot.py",
                                    package / "base/debian.py"], package)
 
-    with log.step("check host: qemu-user for " + config["arch"]):
-        chroot.ensure_binfmt(config["arch"])
+    with log.step("prepare emulation: qemu-user for " + config["arch"]):
+        chroot.prepare_emulation(config["arch"])
     stack: list[Path] = []  # the layers so far, bottom first
     key = layers.key_of("base", builder, debian.base_key(config))
     with log.step(f"base: Debian {config['base.suite']} {config['arch']}"):

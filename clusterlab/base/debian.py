@@ -26,7 +26,9 @@ DPKG_EXCLUDES = ["path-exclude=/usr/share/man/*", "path-exclude=/usr/share/doc/*
 
 def apt_sources(config: Config) -> list[str]:
     suite, mirror = config["base.suite"], config["base.mirror"]
-    lines = [f"deb {mirror} {suite} {COMPONENTS}", f"deb {mirror} {suite}-updates {COMPONENTS}"]
+    lines = [f"deb {mirror} {suite} {COMPONENTS}"]
+    if config["base.updates"]:
+        lines.append(f"deb {mirror} {suite}-updates {COMPONENTS}")
     if config["base.security_mirror"]:
         lines.append(f"deb {config['base.security_mirror']} {suite}-security {COMPONENTS}")
     return lines
