@@ -79,7 +79,7 @@ def main() -> None:
         # the rebuilds compress with zstd: quicker, and compression is reported apart anyway
         original = EDITED_TEMPLATE.read_text()
         try:
-            EDITED_TEMPLATE.write_text(original + "# edited\n")
+            EDITED_TEMPLATE.write_text(original + f"# edited {time.time()}\n")
             edit, steps = timed_build(out, "zstd")
         finally:
             EDITED_TEMPLATE.write_text(original)

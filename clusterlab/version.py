@@ -2,7 +2,6 @@
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from .errors import UserError
@@ -29,7 +28,9 @@ def version(root: Path) -> str:
 
 
 def source_date_epoch(root: Path) -> int:
-    """SOURCE_DATE_EPOCH if set, else the last commit's time, else now."""
+    """SOURCE_DATE_EPOCH if set, else the last commit's time, else (a checkout without git) the
+    VERSION file's modification time: never the current time, which would make every build
+    differ from the one before."""
     if "SOURCE_DATE_EPOCH" in os.environ:
         try:
             return int(os.environ["SOURCE_DATE_EPOCH"])
@@ -37,4 +38,4 @@ def source_date_epoch(root: Path) -> int:
             raise UserError(f"SOURCE_DATE_EPOCH: expected seconds since 1970, got "
                             f"{os.environ['SOURCE_DATE_EPOCH']!r}") from None
     committed = _git(root, "log", "-1", "--format=%ct")
-    return int(committed) if committed else int(time.time())
+    return int(committed) if committed else int((root / "VERSION").stat().st_mtime)

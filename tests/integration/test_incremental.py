@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def build(project: Path) -> dict[str, bool]:
     assert result.returncode == 0, result.stderr[-3000:]
     steps, current = {}, None
     for line in result.stderr.splitlines():
-        started = re.match(r"‣ (base|stage \S+|finish tree|strip tree)", line)
+        started = re.match(r"‣ (base|stage [^:\s]+|finish tree|strip tree)", line)
         if started:
             current = started.group(1)
             steps[current] = False
@@ -46,7 +47,8 @@ def build(project: Path) -> dict[str, bool]:
 def test_template_edit_rebuilds_only_the_stages_that_use_it(project):
     build(project)  # this copy's version differs from the checkout's: its seed stage differs
     meta_data = project / "templates/boot/meta-data.j2"
-    meta_data.write_text(meta_data.read_text() + "# edited\n")
+    # an edit no earlier run made, so no cached layer can match it
+    meta_data.write_text(meta_data.read_text() + f"# edited {uuid.uuid4()}\n")
     steps = build(project)
     assert steps["base"] and steps["stage 10-base"] and steps["stage 20-system"]
     assert steps["stage 30-docker"]
