@@ -1,8 +1,10 @@
 """The one way ClusterLab runs a program: failures become messages that say what went wrong."""
 
 import collections
+import contextlib
 import os
 import shlex
+import signal
 import subprocess
 
 from . import log
@@ -24,24 +26,42 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None =
         proc = subprocess.Popen(argv, env=full_env, cwd=cwd,
                                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE if capture else subprocess.STDOUT)
+                                stderr=subprocess.PIPE if capture else subprocess.STDOUT,
+                                # its own process group, so that an interrupted build can stop
+                                # it with everything it started (dpkg, maintainer scripts)
+                                start_new_session=True)
     except FileNotFoundError:
         raise BuildError(f"{argv[0]}: command not found (is its package installed? "
                          f"'make image' installs the host packages)") from None
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     out = b""
-    if capture:
-        out, err = proc.communicate(input)
-        tail.extend(err.decode(errors="replace").splitlines())
-    else:
-        if input is not None:
-            proc.stdin.write(input)
-            proc.stdin.close()
-        _follow(proc.stdout, tail)
-        proc.wait()
+    try:
+        if capture:
+            out, err = proc.communicate(input)
+            tail.extend(err.decode(errors="replace").splitlines())
+        else:
+            if input is not None:
+                proc.stdin.write(input)
+                proc.stdin.close()
+            _follow(proc.stdout, tail)
+            proc.wait()
+    except BaseException:
+        _stop(proc)  # interrupted: the program must not outlive us, holding mounts busy
+        raise
     if check and proc.returncode != 0:
         raise BuildError(_failure_message(argv, proc.returncode, tail))
     return out.decode(errors="replace")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=30)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _follow(stream, tail: collections.deque) -> None:
