@@ -162,10 +162,9 @@ def stage_keys(base_key: str, stages: list[Stage], renderer: Renderer,
 def stage_inputs(stage: Stage, renderer: Renderer, project: Project) -> dict:
     """Everything a stage's result depends on. Templates count by their rendered text, so a
     stage is rebuilt exactly when a config value it uses changes."""
-    where = f"{stage.path}/stage.yaml"
     return {"stage": stage.name,
             "files": layers.digest_files([stage.path], project.root),
-            "packages": [renderer.render_string(p, where) for p in stage.packages],
+            "packages": tree.packages_of(stage, renderer),
             "templates": {dst: renderer.render(src) for src, dst in stage.templates},
             "overlay": layers.digest_files([stage.overlay], project.root) if stage.overlay else None}
 

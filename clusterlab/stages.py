@@ -48,7 +48,7 @@ class Stage:
             parts.append(f"{len(self.templates)} templates")
         scripts = len(self.chroot_scripts) + len(self.host_scripts)
         if scripts:
-            parts.append(f"{scripts} scripts")
+            parts.append(f"{scripts} script{'s' if scripts > 1 else ''}")
         return ", ".join(parts) or "nothing"
 
 

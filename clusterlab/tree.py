@@ -44,15 +44,20 @@ def apply_stage(tree: Path, stage: Stage, renderer: Renderer) -> None:
         target = tree / destination.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(renderer.render(source))
-    if stage.packages:
-        where = f"{stage.path}/stage.yaml: packages"
-        packages = [renderer.render_string(p, where) for p in stage.packages]
+    packages = packages_of(stage, renderer)
+    if packages:
         log.info(f"installing {len(packages)} packages: {' '.join(packages)}")
         chroot.run_in(tree, [*APT_INSTALL, *packages])
     for script in stage.chroot_scripts:
         chroot.run_script(tree, script)
     for script in stage.host_scripts:
         run([str(script)], env={"ROOTFS": str(tree)})
+
+
+def packages_of(stage: Stage, renderer: Renderer) -> list[str]:
+    """The stage's package names with their {{ variables }} filled in."""
+    where = f"{stage.path}/stage.yaml: packages"
+    return [renderer.render_string(p, where) for p in stage.packages]
 
 
 def finish(tree: Path, initramfs_cache: Path) -> None:
