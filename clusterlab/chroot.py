@@ -105,9 +105,9 @@ def _replaced(path: Path, content: str, mode: int = 0o644):
                 os.rename(saved, path)
 
 
-def run_in(tree: Path, argv: list[str], **kwargs) -> str:
+def run_in(tree: Path, argv: list[str], env: dict[str, str] | None = None, **kwargs) -> str:
     """Run a program inside the tree (which must be mounted())."""
-    return run(["chroot", str(tree), *argv], env=CHROOT_ENV, **kwargs)
+    return run(["chroot", str(tree), *argv], env={**CHROOT_ENV, **(env or {})}, **kwargs)
 
 
 def run_script(tree: Path, script: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import yaml
 
+from .containers.spec import SpecError, parse as parse_image_spec
 from .errors import UserError
 
 Check = Callable[[Any], str | None]  # returns what was expected when the value is bad
@@ -24,6 +25,9 @@ class Setting:
     default: Any
     doc: str
     check: Check
+    # a mapping whose entries each file (or --set key.entry=…) adds to or replaces one by one;
+    # an entry set to null is removed
+    merge: bool = False
 
 
 def _is(kind: type, name: str) -> Check:
@@ -76,6 +80,38 @@ def _check_users(value) -> str | None:
     return None
 
 
+def _check_containers(value) -> str | None:
+    """Raises SpecError naming the entry's field when one is wrong."""
+    if not isinstance(value, dict):
+        return "a mapping of image names to image entries"
+    for name, entry in value.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+            return "image names made of lower-case letters, digits, '-' and '_'"
+        parse_image_spec(name, entry)
+    return None
+
+
+DEFAULT_CONTAINERS = {
+    "consul": {
+        "tag": "clusterlab/consul:1.8.7", "source": "debian",
+        # the last Debian suite with consul; its binary serves the web UI itself
+        "suite": "bullseye", "packages": ["consul", "ca-certificates"],
+        "entrypoint": ["/usr/bin/consul"], "cmd": ["agent", "-dev", "-ui", "-client", "0.0.0.0"],
+        "ports": ["8300/tcp", "8301/tcp", "8301/udp", "8302/tcp", "8302/udp", "8500/tcp",
+                  "8600/tcp", "8600/udp"]},
+    "haproxy": {
+        "tag": "clusterlab/haproxy:trixie", "source": "debian", "packages": ["haproxy"],
+        "entrypoint": ["/usr/sbin/haproxy", "-W", "-db"], "cmd": ["-f", "/etc/haproxy/haproxy.cfg"],
+        "ports": ["80/tcp"]},
+    "web": {
+        "tag": "clusterlab/web:1", "source": "debian", "packages": ["busybox"],
+        # answers every request with its container's host name
+        "entrypoint": ["/usr/bin/busybox", "sh", "-c",
+                       "busybox mkdir -p /srv/www && busybox hostname > /srv/www/index.html "
+                       "&& exec busybox httpd -f -p 80 -h /srv/www"],
+        "ports": ["80/tcp"]},
+}
+
 SETTINGS: list[Setting] = [
     Setting("arch", "arm64",
             "Target architecture: arm64 (Raspberry Pi 3/4/5) or armhf (Raspberry Pi 2).",
@@ -117,6 +153,16 @@ SETTINGS: list[Setting] = [
             _int_between(16, 4096)),
     Setting("image.output_dir", "images", "Folder where finished images are written.",
             _is(str, "a folder path")),
+    Setting("containers", DEFAULT_CONTAINERS,
+            "Container images baked into the image and loaded into Docker on first boot, by "
+            "name. Each has the tag it carries on the node and a source: 'debian' (assembled "
+            "from Debian packages: suite (default base.suite), packages, entrypoint, cmd, "
+            "ports, env, workdir) or 'registry' (ref: a reference with a tag or digest, "
+            "insecure: true for plain HTTP, username and password_env for a registry that "
+            "needs a login). Entries add to or replace these defaults one by one; null removes "
+            "one. Example: consul: {tag: 'clusterlab/consul:1.8.7', source: registry, ref: "
+            "'docker.io/hashicorp/consul:1.20'}",
+            _check_containers, merge=True),
     Setting("cache_dir", "~/.cache/clusterlab",
             "Folder for downloaded packages and intermediate build results.",
             _is(str, "a folder path")),
@@ -156,10 +202,10 @@ def load(files: list[Path], overrides: list[str]) -> Config:
     values = {s.key: s.default for s in SETTINGS}
     for path in files:
         for key, value in _read_file(path).items():
-            values[key] = _validated(str(path), key, value)
+            values[key] = _validated(str(path), key, _merged(key, values[key], value))
     for item in overrides:
         key, value = _parse_override(item)
-        values[key] = _validated("--set", key, value)
+        values[key] = _validated("--set", key, _merged(key, values[key], value))
     return Config(values, [str(p) for p in files] + [f"--set {o}" for o in overrides])
 
 
@@ -191,20 +237,36 @@ def _flatten(source: str, mapping: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _merged(key: str, old: Any, new: Any) -> Any:
+    if not BY_KEY[key].merge or not isinstance(new, dict) or not isinstance(old, dict):
+        return new
+    merged = {**old, **new}
+    return {name: entry for name, entry in merged.items() if entry is not None}
+
+
 def _parse_override(item: str) -> tuple[str, Any]:
+    """key=value, the value read as YAML; for a merged mapping also key.entry=value."""
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise UserError(f"--set {item}: expected key=value, e.g. --set image.compression=zstd")
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        value = text
+    parent, _, entry = key.rpartition(".")
+    if key not in BY_KEY and parent in BY_KEY and BY_KEY[parent].merge:
+        return parent, {entry: value}
     if key not in BY_KEY:
         raise UserError(_unknown_key_message("--set", key))
-    try:
-        return key, yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
-        return key, text
+    return key, value
 
 
 def _validated(source: str, key: str, value: Any) -> Any:
-    expected = BY_KEY[key].check(value)
+    try:
+        expected = BY_KEY[key].check(value)
+    except SpecError as e:
+        raise UserError(f"{source}: {key}.{e.field}: expected {e.expected}, "
+                        f"got {_describe(e.got)}") from None
     if expected:
         raise UserError(f"{source}: {key}: expected {expected}, got {_describe(value)}")
     return value
@@ -238,6 +300,11 @@ def documented_defaults() -> str:
         previous = parents
         indent = "  " * len(parents)
         lines += [f"{indent}# {line}" for line in textwrap.wrap(setting.doc, 96 - len(indent))]
-        flow = yaml.safe_dump({leaf: setting.default}, default_flow_style=True, sort_keys=False)
-        lines += [f"{indent}{flow.strip()[1:-1]}", ""]
+        if isinstance(setting.default, dict) and setting.default:
+            block = yaml.safe_dump({leaf: setting.default}, sort_keys=False, width=96)
+            lines += [indent + line for line in block.splitlines()] + [""]
+        else:
+            flow = yaml.safe_dump({leaf: setting.default}, default_flow_style=True,
+                                  sort_keys=False)
+            lines += [f"{indent}{flow.strip()[1:-1]}", ""]
     return "\n".join(lines)

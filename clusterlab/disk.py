@@ -9,10 +9,12 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from . import log
+from .errors import BuildError
 from .run import run
 
 SECTOR = 512
@@ -21,6 +23,7 @@ ALIGN = 4 * MIB  # partition starts and sizes: SD cards erase in 4 MiB blocks
 BOOT_LABEL = "CL_BOOT"
 ROOT_LABEL = "CL_ROOT"
 FAT32_MIN_CLUSTERS = 66000  # 65525 and a margin for the FAT's own sectors
+ROOT_INODE = 2
 MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
 
 
@@ -109,6 +112,46 @@ def _make_ext4(image: Path, part: Partition, source: Path, ident: Identity) -> N
          "-E", f"offset={part.start},hash_seed={ident.root_uuid},root_owner=0:0",
          "-d", str(source), str(image), f"{part.size // 1024}k"],
         env={"E2FSPROGS_FAKE_TIME": str(ident.timestamp)})
+    _settle_inode_times(image, part, ident.timestamp)
+
+
+def _settle_inode_times(image: Path, part: Partition, timestamp: int) -> None:
+    """Set every inode's access and change times to timestamp. mke2fs -d copies them from the
+    source tree, where they tell when the build ran (ctime cannot be set there), so without
+    this two builds of the same tree differ. Modification times stay as the tree has them."""
+    device = f"{image}?offset={part.start}"
+    commands = "".join(f"sif <{inode}> atime @{timestamp}\nsif <{inode}> ctime @{timestamp}\n"
+                       for inode in used_inodes(device))
+    debugfs(device, commands, timestamp)
+
+
+def debugfs(device: str, commands: str, timestamp: int) -> None:
+    """Run debugfs commands in write mode. debugfs exits 0 even when a command fails, so
+    anything it says besides its banner and the echo of each command is a failure."""
+    said = run(["debugfs", "-w", "-f", "-", device], input=commands.encode(), capture=True,
+               stderr_too=True, env={"E2FSPROGS_FAKE_TIME": str(timestamp)})
+    echoes = {f"debugfs: {command}" for command in commands.splitlines()}
+    complaints = [line for line in said.splitlines()
+                  if line not in echoes and not line.startswith("debugfs 1.")]
+    if complaints:
+        raise BuildError(f"debugfs on {device} failed: " + "; ".join(complaints[:5]))
+
+
+def used_inodes(device: str) -> list[int]:
+    """The inodes in use on an ext4 file system, from dumpe2fs's free-inode ranges per group;
+    the reserved inodes below the first file's (except the root directory) are left alone."""
+    report = run(["dumpe2fs", device], capture=True)
+    per_group = int(re.search(r"^Inodes per group:\s+(\d+)", report, re.M).group(1))
+    first = int(re.search(r"^First inode:\s+(\d+)", report, re.M).group(1))
+    used = [ROOT_INODE]
+    for group, free_ranges in enumerate(re.findall(r"^  Free inodes: ?(.*)$", report, re.M)):
+        free: set[int] = set()
+        for span in filter(None, (s.strip() for s in free_ranges.split(","))):
+            low, _, high = span.partition("-")
+            free.update(range(int(low), int(high or low) + 1))
+        used += [inode for inode in range(group * per_group + 1, (group + 1) * per_group + 1)
+                 if inode >= first and inode not in free]
+    return used
 
 
 def partitions(image: Path) -> list[Partition]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from . import chroot, disk, export, layers, log, tree
 from .base import debian
 from .config import Config
+from .containers import bake
 from .errors import UserError
 from .render import Renderer
 from .stages import Stage, discover
@@ -89,13 +90,18 @@ def build(config: Config, project: Project) -> Outputs:
     with log.step("prepare emulation: qemu-user for " + config["arch"]):
         chroot.prepare_emulation(config["arch"])
     stack: list[Path] = []  # the layers so far, bottom first
-    key = layers.key_of("base", builder, debian.base_key(config))
+    archive = debian.archive_state(debian.apt_sources(config))
+    key = layers.key_of("base", builder, debian.base_key(config, archive))
     with log.step(f"base: Debian {config['base.suite']} {config['arch']}"):
         stack.append(_layer(cache, key, stack, lambda root, _: _make_base(config, root), base=True))
     for stage, key in stage_keys(key, stages, renderer, project):
         with log.step(f"stage {stage.name}: {stage.description}"):
             stack.append(_layer(cache, key, stack, lambda root, _: _in_chroot(
                 root, apt_cache, lambda: tree.apply_stage(root, stage, renderer))))
+    baked = bake.obtain(config, epoch)
+    key = layers.key_of(key, "containers", bake.layer_inputs(baked))
+    with log.step("container images into the tree"):
+        stack.append(_layer(cache, key, stack, lambda root, _: bake.place(baked, root)))
     key = layers.key_of(key, "finish")
     with log.step("finish tree"):
         initramfs_cache = config.cache_dir / "initramfs"
@@ -125,7 +131,8 @@ def build(config: Config, project: Project) -> Outputs:
         with log.step("checksum and manifest"):
             digest = export.write_sha256(outputs.compressed, outputs.checksum)
             export.write_manifest(outputs.manifest, _manifest(
-                config, outputs, raw, ident, input_key, packages, digest,
+                config, outputs, raw, ident, input_key, packages, digest, archive,
+                containers=[image.manifest_entry() for image in baked],
                 name=name, version=image_version, stages=[s.name for s in stages if not s.skip]))
     cache.remove_leftovers(keep={p.name for p in stack})
     for path in dataclasses.astuple(outputs):
@@ -135,12 +142,15 @@ def build(config: Config, project: Project) -> Outputs:
 
 
 def _manifest(config: Config, outputs: Outputs, raw: Path, ident: disk.Identity, input_key: str,
-              packages: list[dict], compressed_sha256: str, **about) -> dict:
-    """What the image is and what it was made from."""
+              packages: list[dict], compressed_sha256: str, archive: list[dict[str, str]],
+              **about) -> dict:
+    """What the image is and what it was made from: with the same project, config,
+    SOURCE_DATE_EPOCH and package versions (the archive as of these dates, e.g. from
+    snapshot.debian.org), a build gives the same bytes."""
     return {**about, "arch": config["arch"], "input_key": input_key,
             "source_date_epoch": ident.timestamp, "config": config.nested(),
-            "config_sources": config.sources, "apt_sources": debian.apt_sources(config),
-            "packages": packages,
+            "config_sources": config.sources,
+            "archive": archive, "packages": packages,
             "image": {"file": outputs.image.name, "bytes": raw.stat().st_size,
                       "sha256": export.sha256_of(raw), "disk_id": f"0x{ident.disk_id:08x}",
                       "boot_volume_id": f"0x{ident.boot_volume_id:08x}",
@@ -197,7 +207,7 @@ def _in_chroot(root: Path, apt_cache: Path, work) -> None:
 
 def _strip(root: Path, layer: Path, epoch: int) -> None:
     """The tree as it ships: the FAT's content moved beside it, timestamps clamped."""
-    tree.strip(root)
+    tree.strip(root, epoch)
     tree.split_boot(root, layer / BOOTFS)
     tree.clamp_mtimes(root, epoch)
     tree.clamp_mtimes(layer / BOOTFS, epoch)

@@ -14,8 +14,9 @@ TAIL_LINES = 25
 
 
 def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None,
-        capture: bool = False, input: bytes | None = None, check: bool = True) -> str:
-    """Run argv; return its stdout when capture is set.
+        capture: bool = False, stderr_too: bool = False, input: bytes | None = None,
+        check: bool = True) -> str:
+    """Run argv; return its stdout (with its stderr when stderr_too) when capture is set.
 
     Output is shown only with -v, but the last lines are always kept so that a failure can be
     reported with its command line, exit status and what it printed last.
@@ -26,7 +27,8 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None =
         proc = subprocess.Popen(argv, env=full_env, cwd=cwd,
                                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE if capture else subprocess.STDOUT,
+                                stderr=subprocess.PIPE if capture and not stderr_too
+                                else subprocess.STDOUT,
                                 # its own process group, so that an interrupted build can stop
                                 # it with everything it started (dpkg, maintainer scripts)
                                 start_new_session=True)
@@ -38,7 +40,7 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None =
     try:
         if capture:
             out, err = proc.communicate(input)
-            tail.extend(err.decode(errors="replace").splitlines())
+            tail.extend((err or out).decode(errors="replace").splitlines())
         else:
             if input is not None:
                 proc.stdin.write(input)

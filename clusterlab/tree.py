@@ -76,13 +76,18 @@ def _install_initramfs(tree: Path, kernel_version: str, cache: Path) -> None:
     then run the post-update hooks (raspi-firmware copies kernel, initrd and DTBs to the FAT)."""
     name = f"initrd.img-{kernel_version}"
     inputs = [tree / p for p in INITRAMFS_INPUTS if (tree / p).exists()]
-    cached = cache / layers.key_of(kernel_version, layers.digest_files(inputs, tree)) / name
+    # mkinitramfs clamps times to SOURCE_DATE_EPOCH and sorts its archive: with the kernel's
+    # own time (from its package), the same inputs give the same initramfs, made now or later
+    kernel_time = int((tree / "boot" / f"vmlinuz-{kernel_version}").stat().st_mtime)
+    cached = cache / layers.key_of(kernel_version, kernel_time,
+                                   layers.digest_files(inputs, tree)) / name
     if cached.exists():
         log.info(f"initramfs for {kernel_version}: unchanged, taken from the cache")
         shutil.copy2(cached, tree / "boot" / name)
     else:
         with log.step(f"initramfs for {kernel_version} (once)"):
-            chroot.run_in(tree, ["update-initramfs", "-c", "-k", kernel_version])
+            chroot.run_in(tree, ["update-initramfs", "-c", "-k", kernel_version],
+                          env={"SOURCE_DATE_EPOCH": str(kernel_time)})
         cached.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(tree / "boot" / name, cached.with_suffix(".partial"))
         os.rename(cached.with_suffix(".partial"), cached)
@@ -91,11 +96,15 @@ def _install_initramfs(tree: Path, kernel_version: str, cache: Path) -> None:
                          "/etc/initramfs/post-update.d"])
 
 
-def strip(tree: Path) -> None:
+# emptied before shipping: package lists and downloads, and what the device keeps in tmpfs
+EMPTIED = ("var/lib/apt/lists", "var/cache/apt", "tmp", "var/tmp", "run")
+
+
+def strip(tree: Path, epoch: int) -> None:
     """Remove build leftovers and what must be unique per node (after the chroot is unmounted,
     so the shared package cache is not touched)."""
     _remove_node_identity(tree)
-    _remove_build_leftovers(tree)
+    _remove_build_leftovers(tree, epoch)
 
 
 def _remove_node_identity(tree: Path) -> None:
@@ -106,11 +115,13 @@ def _remove_node_identity(tree: Path) -> None:
         key.unlink()
 
 
-def _remove_build_leftovers(tree: Path) -> None:
+def _remove_build_leftovers(tree: Path, epoch: int) -> None:
     for log_file in (tree / "var/log").rglob("*"):
         if log_file.is_file() and not log_file.is_symlink():
             log_file.write_bytes(b"")
-    for folder in ("var/lib/apt/lists", "var/cache/apt", "tmp", "var/tmp"):
+    # ldconfig's aux-cache records inode numbers and ctimes: different in every build
+    (tree / "var/cache/ldconfig/aux-cache").unlink(missing_ok=True)
+    for folder in EMPTIED:
         for entry in (tree / folder).glob("*"):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
@@ -118,6 +129,9 @@ def _remove_build_leftovers(tree: Path) -> None:
                 entry.unlink()
     (tree / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
     (tree / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+    # their times tell whether the build wrote into them, which depends on what was cached
+    for folder in EMPTIED:
+        os.utime(tree / folder, (epoch, epoch))
 
 
 def clamp_mtimes(folder: Path, epoch: int) -> None:

@@ -24,8 +24,9 @@ DPKG_EXCLUDES = ["path-exclude=/usr/share/man/*", "path-exclude=/usr/share/doc/*
                  "path-exclude=/usr/share/locale/*", "path-include=/usr/share/locale/locale.alias"]
 
 
-def apt_sources(config: Config) -> list[str]:
-    suite, mirror = config["base.suite"], config["base.mirror"]
+def apt_sources(config: Config, suite: str | None = None) -> list[str]:
+    """The apt sources of the configured mirrors for suite (the image's own by default)."""
+    suite, mirror = suite or config["base.suite"], config["base.mirror"]
     lines = [f"deb {mirror} {suite} {COMPONENTS}"]
     if config["base.updates"]:
         lines.append(f"deb {mirror} {suite}-updates {COMPONENTS}")
@@ -34,9 +35,10 @@ def apt_sources(config: Config) -> list[str]:
     return lines
 
 
-def archive_state(sources: list[str]) -> list[str]:
-    """The Date line of each suite's InRelease: it changes whenever the archive does."""
-    dates = []
+def archive_state(sources: list[str]) -> list[dict[str, str]]:
+    """For each apt source, the Date of its suite's InRelease: it changes whenever the archive
+    does, and names the snapshot.debian.org state that holds the same packages."""
+    state = []
     for line in sources:
         _, mirror, suite, *_ = line.split()
         url = f"{mirror.rstrip('/')}/dists/{suite}/InRelease"
@@ -45,9 +47,9 @@ def archive_state(sources: list[str]) -> list[str]:
             response.raise_for_status()
         except requests.RequestException as e:
             raise BuildError(f"cannot read {url}: {e}; check base.mirror and the network") from None
-        date = next((l for l in response.text.splitlines() if l.startswith("Date:")), "")
-        dates.append(f"{suite} {date}")
-    return dates
+        date = next((l for l in response.text.splitlines() if l.startswith("Date:")), "Date: ?")
+        state.append({"source": line, "date": date.removeprefix("Date:").strip()})
+    return state
 
 
 def mmdebstrap_argv(config: Config, sources: list[str], apt_cache: Path, output: Path) -> list[str]:
@@ -60,11 +62,10 @@ def mmdebstrap_argv(config: Config, sources: list[str], apt_cache: Path, output:
             config["base.suite"], str(output), *sources]
 
 
-def base_key(config: Config) -> str:
+def base_key(config: Config, archive: list[dict[str, str]]) -> str:
     """Changes with the mmdebstrap command line and with the archive's state."""
-    sources = apt_sources(config)
-    argv_shape = mmdebstrap_argv(config, sources, Path("APT"), Path("OUT"))
-    return hashlib.sha256(json.dumps([argv_shape, archive_state(sources)]).encode()).hexdigest()
+    argv_shape = mmdebstrap_argv(config, apt_sources(config), Path("APT"), Path("OUT"))
+    return hashlib.sha256(json.dumps([argv_shape, archive]).encode()).hexdigest()
 
 
 def bootstrap(config: Config, tree: Path) -> None:

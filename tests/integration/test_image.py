@@ -1,8 +1,10 @@
 """The built image, inspected without booting it: outputs, partitions, files, units, secrets."""
 
+import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import yaml
 from clusterlab import disk
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def fat(built, parts, name: str) -> str:
 def test_outputs_are_named_by_version_and_complete(built):
     manifest = built["manifest"]
     assert built["xz"].name == f"clusterlab-{manifest['version']}-arm64.img.xz"
-    version_file = (Path(__file__).resolve().parents[2] / "VERSION").read_text().strip()
+    version_file = (ROOT / "VERSION").read_text().strip()
     assert manifest["version"].startswith(version_file)
     assert not list(built["dir"].glob(".*partial"))
     check = subprocess.run(["sha256sum", "-c", built["sha256"].name], cwd=built["dir"],
@@ -45,6 +48,23 @@ def test_manifest_lists_packages_and_config(built):
     for name in ("linux-image-arm64", "raspi-firmware", "cloud-init", "docker.io", "openssh-server"):
         assert packages.get(name), f"{name} missing from the manifest"
     assert manifest["config"]["arch"] == "arm64"
+    # what reproduces the build: the archive's state for each apt source, and the epoch
+    sources = [entry["source"] for entry in manifest["archive"]]
+    assert sources and all(s.startswith("deb http") for s in sources)
+    assert all(re.match(r"\w{3}, \d{2} \w{3} \d{4} [\d:]{8} UTC$", entry["date"])
+               for entry in manifest["archive"]), manifest["archive"]
+    assert manifest["source_date_epoch"] > 0
+
+
+def test_the_same_inputs_assemble_the_same_image(built, tmp_path):
+    """Outputs elsewhere, so the image is assembled again from the cached layers: same bytes."""
+    result = subprocess.run([sys.executable, str(ROOT / "build.py"), "build",
+                             "--set", f"image.output_dir={tmp_path}",
+                             "--set", "image.compression=zstd"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = json.loads(next(tmp_path.glob("*.manifest.json")).read_text())
+    assert again["image"]["sha256"] == built["manifest"]["image"]["sha256"]
 
 
 def test_bmap_copies_the_compressed_image_to_the_raw_bytes(built, tmp_path):

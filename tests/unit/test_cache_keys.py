@@ -63,7 +63,8 @@ def test_template_edit(project):
 def test_stage_file_edit(project):
     before = keys(project)
     stage_file = project.root / "stages/30-docker/stage.yaml"
-    stage_file.write_text(stage_file.read_text() + "  - htop\n")
+    stage_file.write_text(stage_file.read_text().replace("  - docker-cli\n",
+                                                         "  - docker-cli\n  - htop\n"))
     assert changed(before, keys(project)) == ["30-docker", "90-first-boot"]
 
 
