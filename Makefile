@@ -6,14 +6,16 @@ CONFIG_ARGS := $(if $(CONFIG),-c $(CONFIG))
 HOST_PACKAGES := mmdebstrap qemu-user-static binfmt-support qemu-system-arm dosfstools mtools \
 	e2fsprogs fdisk xz-utils zstd bmap-tools shellcheck python3-venv debian-archive-keyring \
 	arch-test openssh-client tar
+# the tests also start a Docker daemon and a registry, and push images with skopeo
+TEST_PACKAGES := docker.io docker-registry skopeo
 PYTHON_STAMP := $(VENV)/.installed
 
-.PHONY: image test bench clean host-packages
+.PHONY: image test bench clean host-packages test-packages
 
 image: $(PYTHON_STAMP) host-packages
 	$(PY) build.py build $(CONFIG_ARGS)
 
-test: $(PYTHON_STAMP) host-packages
+test: $(PYTHON_STAMP) test-packages
 	$(PY) -m pytest -v
 
 bench: $(PYTHON_STAMP) host-packages
@@ -22,13 +24,19 @@ bench: $(PYTHON_STAMP) host-packages
 clean: $(PYTHON_STAMP)
 	$(PY) build.py clean $(if $(CACHE),--cache)
 
-host-packages:
-	@[ "$$(id -u)" = 0 ] || { echo "error: run as root (sudo make …): installing packages and building an image need root (chroot, loop devices, binfmt_misc)" >&2; exit 1; }
-	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f '$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
+# installs those of the packages given that are missing
+install-missing = @missing=$$(for p in $(1); do dpkg-query -W -f '$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing host packages:" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+host-packages:
+	@[ "$$(id -u)" = 0 ] || { echo "error: run as root (sudo make …): installing packages and building an image need root (chroot, loop devices, binfmt_misc)" >&2; exit 1; }
+	$(call install-missing,$(HOST_PACKAGES))
+
+test-packages: host-packages
+	$(call install-missing,$(TEST_PACKAGES))
 
 $(PYTHON_STAMP): pyproject.toml | host-packages
 	python3 -m venv $(VENV)

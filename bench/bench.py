@@ -6,7 +6,8 @@
 - rebuild with nothing changed, and whether the output stayed byte-identical;
 - assembly determinism: outputs deleted, image assembled again from the cached tree: same sha256?
 - reproducibility: a second cold build with its own empty cache: the same sha256 as the first?
-- image sizes, and the time from power-on to an SSH login in QEMU.
+- image sizes, the time from power-on to an SSH login in QEMU, how long the first boot takes to
+  load the baked container images, and the size each image adds.
 
 Run as root: `sudo make bench`. It uses the project's own build command and cache.
 """
@@ -51,7 +52,8 @@ def image_digest(out: Path) -> str:
     return export.sha256_of(out / manifest["image"]["file"])
 
 
-def boot_to_login(image: Path, tmp: Path) -> float:
+def boot_to_login(image: Path, tmp: Path) -> tuple[float, float]:
+    """Seconds from power-on to an SSH login, and the first-boot load of the baked images."""
     key = tmp / "key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     copy = tmp / "card.img"
@@ -61,7 +63,12 @@ def boot_to_login(image: Path, tmp: Path) -> float:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with qemu.booted(copy, ssh_port=port, serial_log=tmp / "serial.log") as vm:
-        return vm.wait_for_ssh("bench", key, timeout=1200)
+        login = vm.wait_for_ssh("bench", key, timeout=1200)
+        times = vm.ssh("bench", key, "systemctl is-system-running --wait >/dev/null; systemctl "
+                       "show -p ExecMainStartTimestampMonotonic -p ExecMainExitTimestampMonotonic"
+                       " --value clusterlab-images.service", timeout=1200).stdout.split()
+        start, end = (int(t) for t in times)
+        return login, (end - start) / 1e6
 
 
 def second_cold_build(cache: Path, tmp: Path, first_digest: str) -> str:
@@ -117,7 +124,11 @@ def main() -> None:
                        f"({raw.stat().st_blocks * 512 / 2**20:.0f} MiB of data)")
         figures.append(f"compressed:                      {xz_size / 2**20:5.0f} MiB xz, "
                        f"{zstd_size / 2**20:.0f} MiB zstd")
-        figures.append(f"QEMU power-on to SSH login:      {boot_to_login(raw, tmp):5.0f} s")
+        login, image_load = boot_to_login(raw, tmp)
+        figures.append(f"QEMU power-on to SSH login:      {login:5.0f} s")
+        figures.append(f"first-boot load of the images:   {image_load:5.0f} s (in QEMU)")
+        figures += [f"  container image {entry['name']:8}        {entry['bytes'] / 2**20:5.0f} MiB "
+                    f"in the root file system" for entry in manifest["containers"]]
         figures.append(second_cold_build(cache, tmp, cold_digest))
     print("\nClusterLab benchmark (this machine: "
           f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores)")

@@ -41,6 +41,8 @@ def step(title: str):
 
 def progress(total: int | None, description: str, unit: str = "B") -> tqdm:
     """A progress bar on stderr, scaled for bytes unless told otherwise."""
+    # in a CI log (no terminal) a line every half minute, not a redraw every tenth of a second
+    interval = 0.1 if sys.stderr.isatty() else 30
     return tqdm(total=total, desc=f"{'  ' * _depth}{description}", unit=unit,
                 unit_scale=unit == "B", unit_divisor=1024 if unit == "B" else 1000,
-                file=sys.stderr, leave=False, dynamic_ncols=True)
+                file=sys.stderr, leave=False, dynamic_ncols=True, mininterval=interval)

@@ -89,3 +89,24 @@ def test_host_keys_and_machine_id_made_on_first_boot(node):
 
 def test_docker_engine_runs(node):
     assert sh(node, "sudo docker info --format '{{.ServerVersion}}'", timeout=300)
+
+
+def test_baked_images_were_loaded_once_on_first_boot(node, built):
+    unit = "clusterlab-images.service"
+    sh(node, "systemctl is-system-running --wait; true")
+    assert sh(node, f"systemctl show -p Result -p ExecMainStatus {unit}").split() == [
+        "Result=success", "ExecMainStatus=0"]
+    sh(node, "test -e /var/lib/clusterlab/images/.loaded")
+    tags = sh(node, "sudo docker images --format '{{.Repository}}:{{.Tag}}'").split()
+    assert sorted(tags) == sorted(entry["tag"] for entry in built["manifest"]["containers"])
+
+
+def test_consul_image_serves_its_web_ui(node):
+    sh(node, "sudo docker run --detach --name consul --network host clusterlab/consul:1.8.7")
+    ask = ("python3 -c \"import urllib.request as u; "
+           "print(u.urlopen('http://127.0.0.1:8500/{}', timeout=10).read().decode())\"")
+    waited = sh(node, f"for i in $(seq 120); do {ask.format('v1/status/leader')} "
+                      "| grep -q 8300 && exit 0; sleep 2; done; exit 1", timeout=400)
+    assert waited == ""
+    page = sh(node, ask.format("ui/"))
+    assert "<title>Consul" in page, page[:500]
