@@ -102,7 +102,7 @@ def _make_fat(image: Path, part: Partition, source: Path, ident: Identity) -> No
          f"--offset={part.start // SECTOR}", str(image), str(part.size // 1024)])
     entries = sorted(str(p) for p in source.iterdir())
     if entries:
-        # -p keeps attributes, -m modification times (already clamped to SOURCE_DATE_EPOCH)
+        # -p keeps attributes, -m modification times (already set to SOURCE_DATE_EPOCH)
         run(["mcopy", "-s", "-p", "-m", "-i", f"{image}@@{part.start}", *entries, "::/"],
             env=MTOOLS_ENV)
 
@@ -116,12 +116,12 @@ def _make_ext4(image: Path, part: Partition, source: Path, ident: Identity) -> N
 
 
 def _settle_inode_times(image: Path, part: Partition, timestamp: int) -> None:
-    """Set every inode's access and change times to timestamp. mke2fs -d copies them from the
-    source tree, where they tell when the build ran (ctime cannot be set there), so without
-    this two builds of the same tree differ. Modification times stay as the tree has them."""
+    """Set every inode's access, change and modification times to timestamp. mke2fs -d copies
+    them from the source tree, where they tell when the build, or the build of a cached layer,
+    ran (and ctime cannot be set there), so without this two builds of the same tree differ."""
     device = f"{image}?offset={part.start}"
-    commands = "".join(f"sif <{inode}> atime @{timestamp}\nsif <{inode}> ctime @{timestamp}\n"
-                       for inode in used_inodes(device))
+    commands = "".join(f"sif <{inode}> {field} @{timestamp}\n"
+                       for inode in used_inodes(device) for field in ("atime", "ctime", "mtime"))
     debugfs(device, commands, timestamp)
 
 

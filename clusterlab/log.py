@@ -33,10 +33,12 @@ def step(title: str):
     _depth += 1
     try:
         yield
-    finally:
+    except BaseException:
         _depth -= 1
-        elapsed = time.monotonic() - start
-        info(f"✓ {title} ({elapsed:.1f}s)")
+        info(f"✗ {title} (failed after {time.monotonic() - start:.1f}s)")
+        raise
+    _depth -= 1
+    info(f"✓ {title} ({time.monotonic() - start:.1f}s)")
 
 
 def progress(total: int | None, description: str, unit: str = "B") -> tqdm:

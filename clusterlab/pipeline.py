@@ -206,11 +206,11 @@ def _in_chroot(root: Path, apt_cache: Path, work) -> None:
 
 
 def _strip(root: Path, layer: Path, epoch: int) -> None:
-    """The tree as it ships: the FAT's content moved beside it, timestamps clamped."""
-    tree.strip(root, epoch)
+    """The tree as it ships, the FAT's content moved beside it with its times set to the
+    epoch (the root file system's times are set when it is made: disk.assemble)."""
+    tree.strip(root)
     tree.split_boot(root, layer / BOOTFS)
-    tree.clamp_mtimes(root, epoch)
-    tree.clamp_mtimes(layer / BOOTFS, epoch)
+    tree.set_mtimes(layer / BOOTFS, epoch)
 
 
 def _up_to_date(outputs: Outputs, input_key: str) -> bool:

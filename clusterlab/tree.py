@@ -100,11 +100,11 @@ def _install_initramfs(tree: Path, kernel_version: str, cache: Path) -> None:
 EMPTIED = ("var/lib/apt/lists", "var/cache/apt", "tmp", "var/tmp", "run")
 
 
-def strip(tree: Path, epoch: int) -> None:
+def strip(tree: Path) -> None:
     """Remove build leftovers and what must be unique per node (after the chroot is unmounted,
     so the shared package cache is not touched)."""
     _remove_node_identity(tree)
-    _remove_build_leftovers(tree, epoch)
+    _remove_build_leftovers(tree)
 
 
 def _remove_node_identity(tree: Path) -> None:
@@ -115,7 +115,7 @@ def _remove_node_identity(tree: Path) -> None:
         key.unlink()
 
 
-def _remove_build_leftovers(tree: Path, epoch: int) -> None:
+def _remove_build_leftovers(tree: Path) -> None:
     for log_file in (tree / "var/log").rglob("*"):
         if log_file.is_file() and not log_file.is_symlink():
             log_file.write_bytes(b"")
@@ -129,18 +129,14 @@ def _remove_build_leftovers(tree: Path, epoch: int) -> None:
                 entry.unlink()
     (tree / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
     (tree / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
-    # their times tell whether the build wrote into them, which depends on what was cached
-    for folder in EMPTIED:
-        os.utime(tree / folder, (epoch, epoch))
 
 
-def clamp_mtimes(folder: Path, epoch: int) -> None:
-    """No file newer than SOURCE_DATE_EPOCH, so timestamps do not vary between builds."""
+def set_mtimes(folder: Path, epoch: int) -> None:
+    """Every entry's time becomes SOURCE_DATE_EPOCH: whether a file came from a package or was
+    made by the build (now, or when a cached layer was made), its time says nothing then."""
     for dirpath, dirnames, filenames in os.walk(folder):
         for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            if os.lstat(path).st_mtime > epoch:
-                os.utime(path, (epoch, epoch), follow_symlinks=False)
+            os.utime(os.path.join(dirpath, name), (epoch, epoch), follow_symlinks=False)
     os.utime(folder, (epoch, epoch))
 
 

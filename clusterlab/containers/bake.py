@@ -51,7 +51,10 @@ def obtain(config: Config, epoch: int) -> list[Baked]:
 
 def _from_debian(spec: ImageSpec, config: Config, store: Path, epoch: int) -> Baked:
     suite = spec.source.suite or config["base.suite"]
-    sources = debian_base.apt_sources(config, suite)
+    # another suite (an older release, for a package the image's suite no longer has) is
+    # taken as released: its update suites are no longer kept complete on every mirror
+    sources = (debian_base.apt_sources(config, suite) if suite == config["base.suite"]
+               else [f"deb {config['base.mirror']} {suite} main"])
     code = layers.digest_files([Path(__file__).parent], Path(__file__).parents[1])
     key = layers.key_of("debian-image", spec.tag, dataclasses.asdict(spec.source), config["arch"],
                         debian_base.archive_state(sources), code, epoch)

@@ -133,7 +133,8 @@ def pull(source: RegistrySource, arch: str, blobs: Path) -> Pulled:
     if media_type not in MANIFEST_TYPES:
         raise BuildError(f"{ref}: unsupported manifest type {media_type!r}")
     manifest = json.loads(body)
-    config = _blob_bytes(registry, manifest["config"]["digest"])
+    config = _cached_blob(registry, manifest["config"]["digest"], manifest["config"].get("size"),
+                          blobs).read_bytes()
     layers = [_cached_blob(registry, layer["digest"], layer.get("size"), blobs)
               for layer in manifest["layers"]]
     return Pulled(config, layers, digest)
@@ -160,13 +161,6 @@ def _platform_manifest(ref: Reference, index: dict, arch: str) -> str:
                     for p, _ in offered})
     raise BuildError(f"{ref}: no image for linux/{wanted} in its index "
                      f"(it has: {', '.join(names) or 'nothing'})")
-
-
-def _blob_bytes(registry: Registry, digest: str) -> bytes:
-    data = registry.get(f"blobs/{digest}").content
-    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-        raise BuildError(f"{registry.ref}: blob {digest} does not match its digest; refused")
-    return data
 
 
 def _cached_blob(registry: Registry, digest: str, size: int | None, blobs: Path) -> Path:

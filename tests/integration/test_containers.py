@@ -168,8 +168,7 @@ def test_second_pull_downloads_no_blob(lab, tmp_path):
     registry.pull(lab.source("lab/multi:1"), "arm64", tmp_path)
     before = lab.blob_requests()
     again = registry.pull(lab.source("lab/multi:1"), "arm64", tmp_path)
-    # the config is read again (it is small and names the image); no layer is downloaded
-    assert lab.blob_requests() - before == 1
+    assert before > 0 and lab.blob_requests() == before
     assert layer_file(again) == b"arm64v8\n"
 
 
@@ -196,7 +195,10 @@ def test_corrupted_blob_is_refused_and_not_cached(lab, tmp_path):
             registry.pull(lab.source("lab/multi:1"), "amd64", tmp_path)
     finally:
         stored.write_bytes(good)
-    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    # what was complete and checked (the config) may stay; nothing of the bad blob does
+    kept = [p.name for p in tmp_path.rglob("*") if p.is_file()]
+    assert kept and lab.layers["amd64"].removeprefix("sha256:") not in kept
+    assert not [name for name in kept if name.endswith(".partial")]
 
 
 class Dockerd:
