@@ -92,7 +92,7 @@ def main() -> None:
     figures = []
     with tempfile.TemporaryDirectory(prefix="clusterlab-bench-") as tmp_name:
         tmp, out = Path(tmp_name), Path(tmp_name) / "images"
-        for folder in ("layers", "initramfs"):
+        for folder in ("layers", "initramfs", "containers"):
             shutil.rmtree(cache / folder, ignore_errors=True)
         cold, steps = timed_build(out)
         figures.append(f"cold build:                      {cold / 60:5.1f} min "

@@ -11,7 +11,8 @@ from . import log
 from .errors import BuildError
 from .run import run
 
-COMPRESSORS = {"xz": ["xz", "-T0", "-6", "-c"], "zstd": ["zstd", "-T0", "-10", "-c", "-q"]}
+# xz -3: a third faster than the default -6 for an image 7% larger
+COMPRESSORS = {"xz": ["xz", "-T0", "-3", "-c"], "zstd": ["zstd", "-T0", "-10", "-c", "-q"]}
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """The build, as a flat list of steps: base → stages → finish → assemble → export."""
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -8,7 +9,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from . import chroot, disk, export, layers, log, tree
+from . import chroot, disk, export, layers, log, run, tree
 from .base import debian
 from .config import Config
 from .containers import bake
@@ -53,7 +54,15 @@ def output_paths(config: Config, project: Project, name: str) -> Outputs:
 def template_variables(config: Config, image_version: str) -> dict:
     return {"config": config.nested(), "version": image_version, "arch": config["arch"],
             "boot_label": disk.BOOT_LABEL, "root_label": disk.ROOT_LABEL,
-            "consoles": CONSOLES[config["arch"]], "kernel_package": KERNEL_PACKAGES[config["arch"]]}
+            "consoles": CONSOLES[config["arch"]], "kernel_package": KERNEL_PACKAGES[config["arch"]],
+            "gossip_key": config["cluster.gossip_key"] or derived_gossip_key(image_version,
+                                                                             config["arch"])}
+
+
+def derived_gossip_key(image_version: str, arch: str) -> str:
+    """The same for every card of a build (the nodes must share it) and for a rebuild."""
+    seed = hashlib.sha256(f"clusterlab gossip {image_version} {arch}".encode()).digest()
+    return base64.b64encode(seed).decode()
 
 
 def identity(image_version: str, arch: str, epoch: int) -> disk.Identity:
@@ -81,35 +90,17 @@ def build(config: Config, project: Project) -> Outputs:
                  "SSH key is added to user-data on the card's boot partition (see README)")
     log.info(f"building {name} ({sum(not s.skip for s in stages)} stages)")
     cache = layers.LayerCache(config.cache_dir)
-    apt_cache = config.cache_dir / "apt-archives"
-    # the code that shapes the tree is an input of every layer
-    package = Path(__file__).parent
-    builder = layers.digest_files([package / "tree.py", package / "chroot.py",
-                                   package / "base/debian.py"], package)
-
     with log.step("prepare emulation: qemu-user for " + config["arch"]):
         chroot.prepare_emulation(config["arch"])
-    stack: list[Path] = []  # the layers so far, bottom first
-    archive = debian.archive_state(debian.apt_sources(config))
-    key = layers.key_of("base", builder, debian.base_key(config, archive))
-    with log.step(f"base: Debian {config['base.suite']} {config['arch']}"):
-        stack.append(_layer(cache, key, stack, lambda root, _: _make_base(config, root), base=True))
-    for stage, key in stage_keys(key, stages, renderer, project):
-        with log.step(f"stage {stage.name}: {stage.description}"):
-            stack.append(_layer(cache, key, stack, lambda root, _: _in_chroot(
-                root, apt_cache, lambda: tree.apply_stage(root, stage, renderer))))
-    baked = bake.obtain(config, epoch)
-    key = layers.key_of(key, "containers", bake.layer_inputs(baked))
-    with log.step("container images into the tree"):
-        stack.append(_layer(cache, key, stack, lambda root, _: bake.place(baked, root)))
-    key = layers.key_of(key, "finish")
-    with log.step("finish tree"):
-        initramfs_cache = config.cache_dir / "initramfs"
-        stack.append(_layer(cache, key, stack, lambda root, _: _in_chroot(
-            root, apt_cache, lambda: tree.finish(root, initramfs_cache))))
-    key = layers.key_of(key, "strip", epoch, layers.digest_files([Path(__file__)], package))
-    with log.step("strip tree"):
-        stack.append(_layer(cache, key, stack, lambda root, layer: _strip(root, layer, epoch)))
+    # the container images need no emulation and mostly wait for the network and the disk:
+    # they are made while the stages keep the processors busy
+    images = log.Background(lambda: bake.obtain(config, epoch))
+    try:
+        tree_layers = _tree_layers(config, project, cache, renderer, epoch, images)
+    except BaseException:
+        run.stop_all()  # what the images are waiting for
+        raise
+    stack, key = tree_layers.stack, tree_layers.key
     bootfs = stack[-1] / BOOTFS
 
     ident = identity(image_version, config["arch"], epoch)
@@ -131,14 +122,56 @@ def build(config: Config, project: Project) -> Outputs:
         with log.step("checksum and manifest"):
             digest = export.write_sha256(outputs.compressed, outputs.checksum)
             export.write_manifest(outputs.manifest, _manifest(
-                config, outputs, raw, ident, input_key, packages, digest, archive,
-                containers=[image.manifest_entry() for image in baked],
-                name=name, version=image_version, stages=[s.name for s in stages if not s.skip]))
+                config, outputs, raw, ident, input_key, packages, digest, tree_layers.archive,
+                containers=[image.manifest_entry() for image in tree_layers.baked],
+                name=name, version=image_version,
+                stages=[s.name for s in stages if not s.skip]))
     cache.remove_leftovers(keep={p.name for p in stack})
     for path in dataclasses.astuple(outputs):
         log.info(f"wrote {path}")
     log.info(f"cache: {_size(config.cache_dir) / 2**30:.1f} GiB in {config.cache_dir}")
     return outputs
+
+
+@dataclasses.dataclass(frozen=True)
+class TreeLayers:
+    stack: list[Path]  # the layers, bottom first
+    key: str  # the top layer's key
+    archive: list[dict[str, str]]  # the Debian archive's state they were made from
+    baked: list[bake.Baked]  # the container images in the tree
+
+
+def _tree_layers(config: Config, project: Project, cache: layers.LayerCache, renderer: Renderer,
+                 epoch: int, images: log.Background) -> TreeLayers:
+    """The layers of the shipped tree: base, stages, container images, finish, strip."""
+    apt_cache = config.cache_dir / "apt-archives"
+    # the code that shapes the tree is an input of every layer
+    package = Path(__file__).parent
+    builder = layers.digest_files([package / "tree.py", package / "chroot.py",
+                                   package / "base/debian.py"], package)
+    stack: list[Path] = []
+    archive = debian.archive_state(debian.apt_sources(config))
+    key = layers.key_of("base", builder, debian.base_key(config, archive))
+    with log.step(f"base: Debian {config['base.suite']} {config['arch']}"):
+        stack.append(_layer(cache, key, stack, lambda root, _: _make_base(config, root), base=True))
+    for stage, key in stage_keys(key, project.stages, renderer, project):
+        with log.step(f"stage {stage.name}: {stage.description}"):
+            stack.append(_layer(cache, key, stack, lambda root, _: _in_chroot(
+                root, apt_cache, lambda: tree.apply_stage(root, stage, renderer))))
+    with log.step("container images"):
+        baked = images.result()
+    key = layers.key_of(key, "containers", bake.layer_inputs(baked))
+    with log.step("container images into the tree"):
+        stack.append(_layer(cache, key, stack, lambda root, _: bake.place(baked, root)))
+    key = layers.key_of(key, "finish")
+    with log.step("finish tree"):
+        initramfs_cache = config.cache_dir / "initramfs"
+        stack.append(_layer(cache, key, stack, lambda root, _: _in_chroot(
+            root, apt_cache, lambda: tree.finish(root, initramfs_cache))))
+    key = layers.key_of(key, "strip", epoch, layers.digest_files([Path(__file__)], package))
+    with log.step("strip tree"):
+        stack.append(_layer(cache, key, stack, lambda root, layer: _strip(root, layer, epoch)))
+    return TreeLayers(stack, key, archive, baked)
 
 
 def _manifest(config: Config, outputs: Outputs, raw: Path, ident: disk.Identity, input_key: str,

@@ -11,6 +11,7 @@ from . import log
 from .errors import BuildError
 
 TAIL_LINES = 25
+_running: set[subprocess.Popen] = set()  # programs started by run() and not finished
 
 
 def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None,
@@ -37,6 +38,7 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None =
                          f"'make image' installs the host packages)") from None
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     out = b""
+    _running.add(proc)
     try:
         if capture:
             out, err = proc.communicate(input)
@@ -50,9 +52,18 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None =
     except BaseException:
         _stop(proc)  # interrupted: the program must not outlive us, holding mounts busy
         raise
+    finally:
+        _running.discard(proc)
     if check and proc.returncode != 0:
         raise BuildError(_failure_message(argv, proc.returncode, tail))
     return out.decode(errors="replace")
+
+
+def stop_all() -> None:
+    """Stop every program still running, from any thread (work in the background, when the
+    build is interrupted): their run() calls then fail."""
+    for proc in list(_running):
+        _stop(proc)
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -62,7 +62,8 @@ def _from_debian(spec: ImageSpec, config: Config, store: Path, epoch: int) -> Ba
     if target.exists():
         log.info("unchanged: taken from the cache")
     else:
-        debian.build(spec, config["arch"], suite, sources, config.cache_dir / "apt-archives",
+        # downloads apart from the image's: both are written while the other build runs
+        debian.build(spec, config["arch"], suite, sources, config.cache_dir / "container-debs",
                      target, epoch)
     return Baked(spec, target, image_id_of(target),
                  f"debian {suite}: {', '.join(spec.source.packages)}")

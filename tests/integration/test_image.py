@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clusterlab import disk
+from clusterlab import disk, pipeline
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,11 +118,31 @@ def test_cloud_init_seed_on_the_boot_partition(built, parts, root):
 
 
 @pytest.mark.parametrize("unit", ["ssh.service", "docker.service", "systemd-networkd.service",
-                                  "systemd-resolved.service", "systemd-timesyncd.service"])
+                                  "systemd-resolved.service", "systemd-timesyncd.service",
+                                  "clusterlab-images.service"])
 def test_units_enabled(root, unit):
     # links point to /usr/lib/…, which resolve on the host: list them, do not follow them
     wants = [p for p in root.glob("etc/systemd/system/*.wants/*") if p.name == unit]
     assert wants, f"{unit} is not enabled"
+
+
+def test_our_units_pass_systemd_analyze_verify(root):
+    """Our units, and the packaged units we add drop-ins to, checked in the image's own tree
+    (where their programs and the units they name exist). Errors in units we only depend on
+    are the host systemd's business (it may be older than the image's)."""
+    overlays = [stage.overlay for stage in pipeline.Project(ROOT).stages
+                if stage.overlay and not stage.skip]
+    ours = sorted({p.parent.name.removesuffix(".d") if p.suffix == ".conf" else p.name
+                   for overlay in overlays for p in overlay.glob("etc/systemd/system/**/*")
+                   if p.is_file()})
+    assert "clusterlab-images.service" in ours and "ssh.service" in ours
+    paths = [next(f"/{folder}/{unit}" for folder in ("etc/systemd/system", "usr/lib/systemd/system",
+                                                     "lib/systemd/system")
+                  if (root / folder / unit).is_file())
+             for unit in ours]
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", "--recursive-errors=no",
+                             f"--root={root}", *paths], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_cloud_init_enabled(root):

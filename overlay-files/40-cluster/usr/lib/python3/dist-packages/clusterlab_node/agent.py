@@ -1,0 +1,140 @@
+"""The boot procedure: VLAN, probe address, discovery, master or worker, Consul, Swarm."""
+
+import ipaddress
+import json
+import socket
+import time
+from pathlib import Path
+
+from . import election, system
+from .settings import Settings
+
+ROLE_FILE = system.STATE / "role"
+CONSUL_IMAGE = "clusterlab/consul:1.8.7"
+ANNOUNCED_PORT = 8500  # the master's Consul UI and API
+SETTLE = 5  # seconds between announcing and checking for rival masters
+JOIN_TIMEOUT = 600
+
+
+def node_id() -> str:
+    return Path("/etc/machine-id").read_text().strip()
+
+
+def start(s: Settings) -> str:
+    """Bring the node into the cluster; return its role."""
+    me = node_id()
+    system.vlan_up(s.interface or system.wired_interface(), s.vlan_interface, s.vlan_id)
+    system.restrict_avahi(s.vlan_interface)
+    probe = _take_probe_address(s, me)
+    masters = _discover(s, me)
+    role = "worker"
+    if election.first_decision(masters) == "claim" and system.address_free(s.master_address,
+                                                                          s.vlan_interface):
+        role = _claim(s, me, probe)
+    if role == "worker":
+        system.remove_address(s.vlan_interface, probe, s.subnet.prefixlen)
+        address = system.dhcp_client(s.vlan_interface)
+        system.log(f"worker: {address} by DHCP")
+        _consul_agent(s, address)
+        _swarm_join(s, address)
+    else:
+        _consul_server(s)
+        _swarm_init(s)
+    system.STATE.mkdir(parents=True, exist_ok=True)
+    ROLE_FILE.write_text(role + "\n")
+    return role
+
+
+def _take_probe_address(s: Settings, me: str) -> ipaddress.IPv4Address:
+    for candidate in election.probe_candidates(*s.probe_range, me):
+        if system.address_free(candidate, s.vlan_interface):
+            system.add_address(s.vlan_interface, candidate, s.subnet.prefixlen)
+            system.log(f"probe address {candidate}")
+            return candidate
+    raise system.CommandError(f"every probe address {s.probe_range[0]}-{s.probe_range[1]} "
+                              "is taken")
+
+
+def _discover(s: Settings, me: str) -> list[election.Announcement]:
+    """Listen for a master until the discovery timeout (plus this node's jitter) runs out."""
+    deadline = time.monotonic() + s.discovery_timeout + election.jitter(me)
+    while True:
+        masters = election.masters_of(system.browse(), s.cluster, s.vlan_interface)
+        if masters or time.monotonic() > deadline:
+            system.log(f"discovery: {len(masters)} master(s) of {s.cluster}")
+            return masters
+        time.sleep(1)
+
+
+def _claim(s: Settings, me: str, probe: ipaddress.IPv4Address) -> str:
+    system.add_address(s.vlan_interface, s.master_address, s.subnet.prefixlen)
+    system.remove_address(s.vlan_interface, probe, s.subnet.prefixlen)
+    system.publish(s.cluster, me, ANNOUNCED_PORT)
+    time.sleep(SETTLE)
+    masters = election.masters_of(system.browse(), s.cluster, s.vlan_interface)
+    if not election.keep_master_role(masters, me):
+        system.log("another node claimed master with a lower id: stepping down")
+        system.unpublish()
+        system.remove_address(s.vlan_interface, s.master_address, s.subnet.prefixlen)
+        system.add_address(s.vlan_interface, probe, s.subnet.prefixlen)
+        return "worker"
+    system.dhcp_server(s.vlan_interface, s.master_address, s.subnet, *s.dhcp_range)
+    system.log(f"master: {s.master_address}, serving DHCP {s.dhcp_range[0]}-{s.dhcp_range[1]}")
+    return "master"
+
+
+def _consul_server(s: Settings) -> None:
+    system.consul_container(CONSUL_IMAGE, [
+        "agent", "-server", "-bootstrap-expect", "1", "-ui", "-data-dir", "/var/lib/consul",
+        "-node", socket.gethostname(), "-bind", str(s.master_address), "-client", "0.0.0.0",
+        "-encrypt", s.gossip_key])
+    _wait(lambda: system.consul_leader(), "a Consul leader")
+
+
+def _consul_agent(s: Settings, address: ipaddress.IPv4Address) -> None:
+    system.consul_container(CONSUL_IMAGE, [
+        "agent", "-data-dir", "/var/lib/consul", "-node", socket.gethostname(),
+        "-bind", str(address), "-client", "127.0.0.1", "-retry-join", str(s.master_address),
+        "-encrypt", s.gossip_key])
+    _wait(lambda: system.consul_leader(), "joining Consul")
+
+
+def _swarm_init(s: Settings) -> None:
+    if system.swarm_info().get("LocalNodeState") != "active":
+        system.docker("swarm", "init", "--advertise-addr", str(s.master_address),
+                      "--listen-addr", f"{s.master_address}:2377")
+    token = system.docker("swarm", "join-token", "--quiet", "worker").stdout.strip()
+    _wait(lambda: system.consul_put("/v1/kv/clusterlab/swarm/worker-token", token),
+          "storing the Swarm join token in Consul")
+
+
+def _swarm_join(s: Settings, address: ipaddress.IPv4Address) -> None:
+    if system.swarm_info().get("LocalNodeState") == "active":
+        return
+    raw = _wait(lambda: system.consul_get("/v1/kv/clusterlab/swarm/worker-token?raw"),
+                "the Swarm join token in Consul")
+    system.docker("swarm", "join", "--token", raw.decode().strip(), "--advertise-addr",
+                  str(address), f"{s.master_address}:2377")
+
+
+def _wait(check, what: str):
+    deadline = time.monotonic() + JOIN_TIMEOUT
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise system.CommandError(f"gave up waiting for {what} after {JOIN_TIMEOUT} s")
+        time.sleep(2)
+    return result
+
+
+def status(s: Settings) -> dict:
+    role = ROLE_FILE.read_text().strip() if ROLE_FILE.exists() else ""
+    swarm = system.swarm_info()
+    return {"role": role, "vlan": s.vlan_interface,
+            "addresses": [f"{a['local']}/{a['prefixlen']}"
+                          for a in system.addresses_of(s.vlan_interface)],
+            "master": str(s.master_address), "consul_members": system.consul_members(),
+            "swarm": {"state": swarm.get("LocalNodeState", ""), "nodes": swarm.get("Nodes")}}
+
+
+def status_text(s: Settings) -> str:
+    return json.dumps(status(s), indent=2)

@@ -1,0 +1,95 @@
+"""Who is master: decisions as plain functions of what the node saw, so they can be tested.
+
+The procedure (run by the agent): listen for a master's announcement for a while (the discovery
+timeout plus a wait that differs from node to node); one seen: be a worker. None: claim the
+master address, announce, listen once more; if other masters announced themselves meanwhile,
+the one with the lowest node id stays master and the others step down and become workers.
+"""
+
+import dataclasses
+import hashlib
+import ipaddress
+
+SERVICE_TYPE = "_clusterlab._tcp"
+MAX_JITTER = 10.0  # seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Announcement:
+    """One resolved `_clusterlab._tcp` service, as avahi-browse -p -r prints it."""
+    interface: str
+    name: str
+    address: str
+    port: int
+    txt: dict[str, str]
+
+    @property
+    def node_id(self) -> str:
+        return self.txt.get("id", "")
+
+
+def parse_browse(output: str) -> list[Announcement]:
+    """The resolved IPv4 services in `avahi-browse --parsable --resolve --terminate` output:
+    `=;IFACE;IPv4;NAME;TYPE;DOMAIN;HOST;ADDRESS;PORT;"k=v" "k=v"`. Names are escaped by avahi
+    (\\032 for a space and so on); ours have none."""
+    found = []
+    for line in output.splitlines():
+        fields = line.split(";", 9)
+        if len(fields) < 10 or fields[0] != "=" or fields[2] != "IPv4" \
+                or fields[4] != SERVICE_TYPE:
+            continue
+        txt = {}
+        for item in _txt_items(fields[9]):
+            key, _, value = item.partition("=")
+            txt[key] = value
+        try:
+            port = int(fields[8])
+        except ValueError:
+            continue
+        found.append(Announcement(fields[1], fields[3], fields[7], port, txt))
+    return found
+
+
+def _txt_items(text: str) -> list[str]:
+    items, current, inside = [], [], False
+    for char in text:
+        if char == '"':
+            if inside:
+                items.append("".join(current))
+                current = []
+            inside = not inside
+        elif inside:
+            current.append(char)
+    return items
+
+
+def masters_of(announcements: list[Announcement], cluster: str, interface: str) -> list[Announcement]:
+    """The announcements of masters of this cluster seen on the cluster's VLAN."""
+    return [a for a in announcements if a.interface == interface
+            and a.txt.get("cluster") == cluster and a.txt.get("role") == "master"]
+
+
+def first_decision(masters: list[Announcement]) -> str:
+    """Before claiming: 'worker' when a master is already there, else 'claim'."""
+    return "worker" if masters else "claim"
+
+
+def keep_master_role(masters: list[Announcement], my_id: str) -> bool:
+    """After announcing: several nodes may have claimed at once; the lowest id stays."""
+    rivals = [m.node_id for m in masters if m.node_id and m.node_id != my_id]
+    return all(my_id < rival for rival in rivals)
+
+
+def jitter(node_id: str) -> float:
+    """A wait before claiming that differs between nodes (derived from the node id, so that two
+    nodes powered on together do not claim at the same moment)."""
+    return int(hashlib.sha256(node_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF * MAX_JITTER
+
+
+def probe_candidates(low: ipaddress.IPv4Address, high: ipaddress.IPv4Address,
+                     node_id: str) -> list[ipaddress.IPv4Address]:
+    """Every address of the probe range, starting at one chosen by the node id, so nodes booting
+    together try different ones first."""
+    size = int(high) - int(low) + 1
+    start = int(hashlib.sha256(node_id.encode()).hexdigest()[:8], 16) % size
+    return [ipaddress.IPv4Address(int(low) + (start + i) % size) for i in range(size)]

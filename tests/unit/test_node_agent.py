@@ -1,0 +1,144 @@
+"""The cluster agent's decisions, as plain functions: settings, discovery, election, health."""
+
+import ipaddress
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]
+                       / "overlay-files/40-cluster/usr/lib/python3/dist-packages"))
+
+from clusterlab_node import election, health, settings  # noqa: E402
+
+A = ipaddress.IPv4Address
+KEY = "a" * 43 + "="
+
+
+def parse(document: dict, source: str = "settings") -> settings.Settings:
+    return settings.parse({"gossip_key": KEY, **document}, source)
+
+
+def test_settings_defaults_follow_the_paper():
+    s = parse({})
+    assert (s.vlan_id, str(s.subnet), s.master_address) == (200, "192.168.200.0/24",
+                                                            A("192.168.200.1"))
+    assert s.vlan_interface == "vlan200" and s.interface == ""
+
+
+def test_master_address_defaults_to_the_subnets_first():
+    s = parse({"subnet": "10.44.0.0/16", "dhcp_range": "10.44.1.1-10.44.1.250",
+                        "probe_range": "10.44.2.1-10.44.2.20"})
+    assert s.master_address == A("10.44.0.1")
+
+
+@pytest.mark.parametrize("document, key", [
+    ({"vlan_id": 5000}, "vlan_id"),
+    ({"vlan_id": True}, "vlan_id"),
+    ({"subnet": "192.168.200.0/30"}, "subnet"),
+    ({"master_address": "10.0.0.1"}, "master_address"),
+    ({"dhcp_range": "192.168.200.50-192.168.200.20"}, "dhcp_range"),
+    ({"probe_range": "192.168.200.30-192.168.200.40"}, "probe_range"),
+    ({"discovery_timeout": 1}, "discovery_timeout"),
+    ({"clustr": "x"}, "clustr"),
+    ({"gossip_key": "short"}, "gossip_key"),
+])
+def test_bad_settings_name_the_key(document, key):
+    with pytest.raises(settings.SettingsError, match=rf"^card.yaml: {key}: "):
+        parse(document, "card.yaml")
+
+
+BROWSE = "\n".join([
+    "+;eth0.200;IPv4;clusterlab-master;_clusterlab._tcp;local",
+    '=;eth0.200;IPv4;clusterlab-master;_clusterlab._tcp;local;n1.local;192.168.200.1;8500;'
+    '"role=master" "cluster=lab" "id=bbb"',
+    '=;eth0.200;IPv6;clusterlab-master;_clusterlab._tcp;local;n1.local;fe80::1;8500;"role=master"',
+    '=;eth0;IPv4;other;_clusterlab._tcp;local;n9.local;10.0.0.9;8500;"role=master" "cluster=lab"',
+    '=;eth0.200;IPv4;x;_clusterlab._tcp;local;n2.local;192.168.200.1;8500;'
+    '"role=master" "cluster=other" "id=aaa"',
+    '=;eth0.200;IPv4;printer;_ipp._tcp;local;p.local;192.168.200.9;631;""',
+])
+
+
+def test_browse_output_gives_this_clusters_masters_on_the_vlan_only():
+    masters = election.masters_of(election.parse_browse(BROWSE), "lab", "eth0.200")
+    assert [(m.address, m.port, m.node_id) for m in masters] == [("192.168.200.1", 8500, "bbb")]
+
+
+def test_a_node_that_sees_a_master_becomes_a_worker():
+    masters = election.masters_of(election.parse_browse(BROWSE), "lab", "eth0.200")
+    assert election.first_decision(masters) == "worker"
+    assert election.first_decision([]) == "claim"
+
+
+def announcement(node_id: str) -> election.Announcement:
+    return election.Announcement("eth0.200", f"m-{node_id}", "192.168.200.1", 8500,
+                                 {"role": "master", "cluster": "lab", "id": node_id})
+
+
+def test_simultaneous_claims_leave_exactly_one_master():
+    ids = ["c3", "a1", "b2"]
+    seen = [announcement(i) for i in ids]
+    keepers = [i for i in ids if election.keep_master_role(seen, i)]
+    assert keepers == ["a1"]
+    assert election.keep_master_role([announcement("a1")], "a1")  # alone: stays
+
+
+def test_jitter_differs_between_nodes_and_stays_in_bounds():
+    waits = {election.jitter(f"node-{i}") for i in range(20)}
+    assert len(waits) == 20 and all(0 <= w <= election.MAX_JITTER for w in waits)
+    assert election.jitter("x") == election.jitter("x")
+
+
+def test_probe_candidates_cover_the_range_from_a_start_chosen_by_id():
+    low, high = A("192.168.200.240"), A("192.168.200.250")
+    first = election.probe_candidates(low, high, "node-a")
+    assert sorted(first) == [A(int(low) + i) for i in range(11)]
+    starts = {election.probe_candidates(low, high, f"node-{i}")[0] for i in range(30)}
+    assert len(starts) > 3
+
+
+SUBNET = ipaddress.IPv4Network("192.168.200.0/24")
+MASTER = A("192.168.200.1")
+
+
+def healthy(**changes) -> health.Facts:
+    facts = dict(role="master", vlan_id=200, addresses=["192.168.200.1/24"], dynamic=False,
+                 dhcp_server_running=True, masters_seen=1, consul_leader="192.168.200.1:8300",
+                 consul_members={"n1": "alive", "n2": "alive", "n3": "alive"},
+                 swarm_state="active", swarm_nodes=3)
+    return health.Facts(**{**facts, **changes})
+
+
+def failed(facts: health.Facts) -> list[str]:
+    return [c.name for c in health.evaluate(facts, 200, SUBNET, MASTER) if not c.passed]
+
+
+def test_a_healthy_master_passes_everything():
+    text, status = health.report(health.evaluate(healthy(), 200, SUBNET, MASTER))
+    assert status == 0 and "FAIL" not in text and text.count("PASS") == 8
+
+
+@pytest.mark.parametrize("changes, check", [
+    (dict(role=""), "role"),
+    (dict(vlan_id=None), "vlan"),
+    (dict(vlan_id=201), "vlan"),
+    (dict(addresses=["192.168.200.7/24"]), "address"),
+    (dict(dhcp_server_running=False), "dhcp server"),
+    (dict(masters_seen=2), "discovery"),
+    (dict(masters_seen=0), "discovery"),
+    (dict(consul_leader=""), "consul"),
+    (dict(consul_members={"n1": "alive", "n2": "failed"}), "consul"),
+    (dict(swarm_state="inactive"), "swarm"),
+    (dict(swarm_nodes=2), "swarm nodes"),
+])
+def test_each_check_fails_on_its_own_fault(changes, check):
+    assert check in failed(healthy(**changes))
+    assert health.report(health.evaluate(healthy(**changes), 200, SUBNET, MASTER))[1] == 1
+
+
+def test_a_worker_needs_an_address_from_dhcp():
+    worker = dict(role="worker", addresses=["192.168.200.23/24"], dhcp_server_running=False,
+                  swarm_nodes=None)
+    assert failed(healthy(**worker, dynamic=True)) == []
+    assert failed(healthy(**worker, dynamic=False)) == ["address"]
