@@ -34,10 +34,14 @@ def build(project: Path) -> dict[str, bool]:
     assert result.returncode == 0, result.stderr[-3000:]
     steps, current = {}, None
     for line in result.stderr.splitlines():
-        started = re.match(r"‣ (base|stage [^:\s]+|finish tree|strip tree)", line)
+        started = re.match(r"‣ (.+)", line)
         if started:
-            current = started.group(1)
-            steps[current] = False
+            # only the steps that make a layer count; nested steps are indented
+            layer = re.match(r"base|stage [^:\s]+|finish tree|strip tree|"
+                             r"container images into the tree", started.group(1))
+            current = layer.group(0) if layer else None
+            if current:
+                steps[current] = False
         elif current and FROM_CACHE in line:
             steps[current] = True
     steps["nothing changed"] = "nothing changed since the last build" in result.stderr

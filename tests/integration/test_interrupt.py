@@ -35,10 +35,13 @@ def unused_time_zone() -> str:
 def steps_from_cache(log: str) -> dict[str, bool]:
     steps, current = {}, None
     for line in log.splitlines():
-        started = re.match(r"‣ (base|stage [^:\s]+)", line)
+        started = re.match(r"‣ (.+)", line)
         if started:
-            current = started.group(1)
-            steps[current] = False
+            # only the steps that make a layer count; nested steps are indented
+            layer = re.match(r"base|stage [^:\s]+", started.group(1))
+            current = layer.group(0) if layer else None
+            if current:
+                steps[current] = False
         elif current and "unchanged: taken from the cache" in line:
             steps[current] = True
     return steps
