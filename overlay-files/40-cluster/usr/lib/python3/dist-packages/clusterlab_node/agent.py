@@ -67,8 +67,9 @@ def _discover(s: Settings, me: str) -> list[election.Announcement]:
 
 
 def _claim(s: Settings, me: str, probe: ipaddress.IPv4Address) -> str:
-    system.add_address(s.vlan_interface, s.master_address, s.subnet.prefixlen)
+    # the probe goes first: removing a subnet's first (primary) address removes the others too
     system.remove_address(s.vlan_interface, probe, s.subnet.prefixlen)
+    system.add_address(s.vlan_interface, s.master_address, s.subnet.prefixlen)
     system.publish(s.cluster, me, ANNOUNCED_PORT)
     time.sleep(SETTLE)
     masters = election.masters_of(system.browse(), s.cluster, s.vlan_interface)
