@@ -8,15 +8,21 @@ HOST_PACKAGES := mmdebstrap qemu-user-static binfmt-support qemu-system-arm dosf
 	arch-test openssh-client tar
 # the tests also start a Docker daemon and a registry, and push images with skopeo
 TEST_PACKAGES := docker.io docker-registry skopeo
+# the end-to-end tests put their emulated nodes on a virtual switch
+E2E_PACKAGES := vde-switch vdeplug
 PYTHON_STAMP := $(VENV)/.installed
 
-.PHONY: image test bench clean host-packages test-packages
+.PHONY: image test e2e bench clean host-packages test-packages e2e-packages
 
 image: $(PYTHON_STAMP) host-packages
 	$(PY) build.py build $(CONFIG_ARGS)
 
 test: $(PYTHON_STAMP) test-packages
 	$(PY) -m pytest -v
+
+# three emulated nodes form a cluster (tens of minutes)
+e2e: $(PYTHON_STAMP) e2e-packages
+	$(PY) -m pytest -v -s tests/e2e
 
 bench: $(PYTHON_STAMP) host-packages
 	$(PY) bench/bench.py
@@ -37,6 +43,9 @@ host-packages:
 
 test-packages: host-packages
 	$(call install-missing,$(TEST_PACKAGES))
+
+e2e-packages: host-packages
+	$(call install-missing,$(E2E_PACKAGES))
 
 $(PYTHON_STAMP): pyproject.toml | host-packages
 	python3 -m venv $(VENV)

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import disk, log
+from . import disk, log, run
 from .errors import BuildError, UserError
 
 SSH_CONNECT_FAILURE = re.compile(r"kex_exchange_identification|Connection (refused|reset|closed)")
@@ -88,8 +88,13 @@ class VM:
 
 @contextlib.contextmanager
 def booted(image: Path, ssh_port: int, serial_log: Path | None = None, snapshot: bool = False,
-           memory_mib: int = 2048, cpus: int = 2):
-    """A running VM of the image; stopped on every exit path."""
+           memory_mib: int = 2048, cpus: int = 2, cluster_link: tuple[Path, Path] | None = None,
+           mac: str = "52:54:00:12:34:56"):
+    """A running VM of the image; stopped on every exit path.
+
+    cluster_link (the path to bind, the path to send to) adds a first NIC, eth0, on a unix
+    datagram link to a virtual switch; SSH then comes through the second one. Nodes that share a
+    switch need MAC addresses of their own (mac)."""
     if not image.is_file() or image.suffix != ".img":
         raise UserError(f"{image}: expected a raw .img file (decompress .img.xz first: "
                         f"xz -dk {image})")
@@ -105,7 +110,8 @@ def booted(image: Path, ssh_port: int, serial_log: Path | None = None, snapshot:
                 "-kernel", str(kernel), "-initrd", str(initrd),
                 "-append", f"{files.cmdline} console=ttyAMA0",
                 "-drive", drive, "-display", "none", "-serial", serial,
-                "-netdev", f"user,id=mgmt,net=10.9.9.0/24,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
+                *_cluster_nic(cluster_link, mac),
+                "-netdev", f"user,id=mgmt,net=10.9.9.0/24,restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
                 "-device", "virtio-net-pci,netdev=mgmt,romfile="]
         if serial_log:
             argv += ["-monitor", "none"]
@@ -114,10 +120,13 @@ def booted(image: Path, ssh_port: int, serial_log: Path | None = None, snapshot:
         try:
             yield VM(proc, ssh_port)
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            run.terminate(proc)
+
+
+def _cluster_nic(link: tuple[Path, Path] | None, mac: str) -> list[str]:
+    if link is None:
+        return []
+    local, remote = link
+    return ["-netdev", f"dgram,id=cluster,local.type=unix,local.path={local},"
+                       f"remote.type=unix,remote.path={remote}",
+            "-device", f"virtio-net-pci,netdev=cluster,mac={mac},romfile="]

@@ -66,6 +66,18 @@ def stop_all() -> None:
         _stop(proc)
 
 
+def terminate(proc: subprocess.Popen, grace: float = 10) -> None:
+    """Ask a program started with Popen to stop; kill it if it has not within grace seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _stop(proc: subprocess.Popen) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):

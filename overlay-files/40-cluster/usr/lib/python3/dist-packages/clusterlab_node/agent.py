@@ -12,7 +12,7 @@ from .settings import Settings
 ROLE_FILE = system.STATE / "role"
 CONSUL_IMAGE = "clusterlab/consul:1.8.7"
 ANNOUNCED_PORT = 8500  # the master's Consul UI and API
-SETTLE = 5  # seconds between announcing and checking for rival masters
+SETTLE = 10  # seconds from announcing to checking for rival masters (mDNS is slow emulated)
 JOIN_TIMEOUT = 600
 
 
@@ -23,6 +23,7 @@ def node_id() -> str:
 def start(s: Settings) -> str:
     """Bring the node into the cluster; return its role."""
     me = node_id()
+    ROLE_FILE.unlink(missing_ok=True)  # the last boot's role holds no longer
     system.vlan_up(s.interface or system.wired_interface(), s.vlan_interface, s.vlan_id)
     system.restrict_avahi(s.vlan_interface)
     probe = _take_probe_address(s, me)
@@ -79,6 +80,8 @@ def _claim(s: Settings, me: str, probe: ipaddress.IPv4Address) -> str:
         system.remove_address(s.vlan_interface, s.master_address, s.subnet.prefixlen)
         system.add_address(s.vlan_interface, probe, s.subnet.prefixlen)
         return "worker"
+    # neighbours may have cached a rival's MAC for the master address while both claimed it
+    system.announce_address(s.vlan_interface, s.master_address)
     system.dhcp_server(s.vlan_interface, s.master_address, s.subnet, *s.dhcp_range)
     system.log(f"master: {s.master_address}, serving DHCP {s.dhcp_range[0]}-{s.dhcp_range[1]}")
     return "master"

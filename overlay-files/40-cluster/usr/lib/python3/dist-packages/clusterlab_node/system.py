@@ -79,6 +79,11 @@ def add_address(interface: str, address: ipaddress.IPv4Address, prefix: int) -> 
     run("ip", "addr", "replace", f"{address}/{prefix}", "dev", interface)
 
 
+def announce_address(interface: str, address: ipaddress.IPv4Address) -> None:
+    """Gratuitous ARP: neighbours update the MAC they hold for the address."""
+    run("arping", "-U", "-q", "-I", interface, "-c", "2", str(address), check=False)
+
+
 def remove_address(interface: str, address: ipaddress.IPv4Address, prefix: int) -> None:
     run("ip", "addr", "del", f"{address}/{prefix}", "dev", interface, check=False)
 
@@ -86,9 +91,11 @@ def remove_address(interface: str, address: ipaddress.IPv4Address, prefix: int) 
 def dhcp_client(interface: str, timeout: float = 120) -> ipaddress.IPv4Address:
     """Hand the VLAN to systemd-networkd for DHCP; wait for the lease."""
     NETWORKD_VLAN.parent.mkdir(parents=True, exist_ok=True)
+    # the master's resolver answers .consul names only: other names keep using the LAN's
     NETWORKD_VLAN.write_text(f"[Match]\nName={interface}\n\n[Network]\nDHCP=ipv4\n"
-                             "LinkLocalAddressing=no\nIPv6AcceptRA=no\n\n"
-                             "[DHCPv4]\nUseGateway=no\nUseRoutes=no\n")
+                             "LinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+                             "Domains=~consul\nDNSDefaultRoute=no\n\n"
+                             "[DHCPv4]\nUseGateway=no\nUseRoutes=no\nUseDomains=no\n")
     run("networkctl", "reload")
     run("networkctl", "reconfigure", interface)
     deadline = time.monotonic() + timeout

@@ -1,0 +1,142 @@
+"""Three copies of the built image booted together on one virtual switch: a cluster to test.
+
+Each card is edited as a user would edit it: its own hostname, a test user with an SSH key, and
+DHCP on the second port (eth1, QEMU user networking) through which the test logs in. The first
+port, eth0, is on the switch, where the nodes find each other in their VLAN.
+"""
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clusterlab import card, disk, qemu
+
+from .vswitch import running as switch_running
+
+ROOT = Path(__file__).resolve().parents[2]
+NODES = 3
+USER = "tester"
+BOOT_TIMEOUT = 1800  # three emulated boards sharing 2 cores
+FORMING_TIMEOUT = 1800
+
+
+class Node:
+    def __init__(self, name: str, vm: qemu.VM, key: Path, serial_log: Path):
+        self.name, self.vm, self.key, self.serial_log = name, vm, key, serial_log
+
+    def run(self, command: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return self.vm.ssh(USER, self.key, command, timeout=timeout)
+
+    def sh(self, command: str, timeout: float = 600) -> str:
+        result = self.run(command, timeout)
+        assert result.returncode == 0, f"{self.name}: {command}: {result.stdout}{result.stderr}"
+        return result.stdout.strip()
+
+    def role(self) -> str:
+        return self.sh("cat /var/lib/clusterlab/role 2>/dev/null || true")
+
+
+class Cluster:
+    def __init__(self, nodes: list[Node]):
+        self.nodes = nodes
+        self.figures: dict[str, float] = {}
+
+    @property
+    def master(self) -> Node:
+        masters = [n for n in self.nodes if n.role() == "master"]
+        assert len(masters) == 1, f"masters: {[n.name for n in masters]}"
+        return masters[0]
+
+    @property
+    def workers(self) -> list[Node]:
+        return [n for n in self.nodes if n.role() == "worker"]
+
+    def wait_healthy(self, nodes: list[Node], timeout: float = FORMING_TIMEOUT) -> float:
+        """Seconds until `clusterlab-node health` passes on every one of nodes."""
+        start = time.monotonic()
+        pending = list(nodes)
+        while pending:
+            if time.monotonic() - start > timeout:
+                reports = {n.name: n.run("sudo clusterlab-node health; "
+                                         "sudo journalctl -u clusterlab-node -b --no-pager "
+                                         "| tail -40").stdout for n in pending}
+                pytest.fail(f"not healthy within {timeout:.0f} s: {json.dumps(reports, indent=1)}")
+            pending = [n for n in pending if n.run("sudo clusterlab-node health").returncode != 0]
+            if pending:
+                time.sleep(10)
+        return time.monotonic() - start
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory) -> Path:
+    """The default image, built with the project's own command (zstd: the test needs the raw
+    .img only, and the layers are usually cached from `make test`)."""
+    if os.geteuid() != 0:
+        pytest.fail("the end-to-end tests build and boot images and need root")
+    out = tmp_path_factory.mktemp("images")
+    result = subprocess.run([sys.executable, str(ROOT / "build.py"), "build",
+                             "--set", f"image.output_dir={out}",
+                             "--set", "image.compression=zstd"], cwd=ROOT)
+    assert result.returncode == 0, "the image build failed (its log is above)"
+    manifest = json.loads(next(out.glob("*.manifest.json")).read_text())
+    return out / f"{manifest['name']}.img"
+
+
+def make_card(image: Path, directory: Path, hostname: str, key: Path) -> Path:
+    copy = directory / f"{hostname}.img"
+    subprocess.run(["cp", "--sparse=always", str(image), str(copy)], check=True)
+    card.personalize(copy, hostname=hostname, user=USER,
+                     ssh_key=key.with_suffix(".pub").read_text())
+    boot = disk.partitions(copy)[0]
+    network = yaml.safe_load(disk.fat_read(copy, boot, "network-config"))
+    network["ethernets"]["eth1"] = {"dhcp4": True}
+    disk.fat_write(copy, boot, "network-config", yaml.safe_dump(network).encode())
+    return copy
+
+
+@pytest.fixture(scope="session")
+def cluster(image, tmp_path_factory):
+    """Three nodes powered on at the same moment; yielded once every one reports healthy."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    key = tmp / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    names = [f"node{i}" for i in range(1, NODES + 1)]
+    cards = [make_card(image, tmp, name, key) for name in names]
+    with switch_running(tmp) as switch, contextlib.ExitStack() as stack:
+        power_on = time.monotonic()
+        nodes = []
+        for i, (name, copy) in enumerate(zip(names, cards), start=1):
+            serial = tmp / f"{name}.serial.log"
+            vm = stack.enter_context(qemu.booted(
+                copy, ssh_port=free_port(), serial_log=serial, memory_mib=1536, cpus=1,
+                cluster_link=switch.port(i), mac=f"52:54:00:c1:00:{i:02x}"))
+            nodes.append(Node(name, vm, key, serial))
+        built = Cluster(nodes)
+        try:
+            for node in nodes:
+                node.vm.wait_for_ssh(USER, key, BOOT_TIMEOUT)
+            built.figures["power-on to the last SSH login"] = time.monotonic() - power_on
+            built.wait_healthy(nodes)
+            built.figures["power-on to a healthy cluster"] = time.monotonic() - power_on
+        except BaseException:
+            for node in nodes:
+                print(f"--- {node.name} serial console (end)\n"
+                      + node.serial_log.read_text(errors="replace")[-4000:])
+            raise
+        yield built
+        print("\n" + "\n".join(f"{what}: {seconds:.0f} s"
+                               for what, seconds in built.figures.items()))

@@ -1,0 +1,83 @@
+"""The cluster forms by itself: one master, DHCP leases in the VLAN, Consul, Swarm, overlay."""
+
+import ipaddress
+import json
+import time
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+SUBNET = ipaddress.IPv4Network("192.168.200.0/24")
+
+
+def test_exactly_one_master_and_the_others_workers(cluster):
+    roles = sorted(node.role() for node in cluster.nodes)
+    assert roles == ["master", "worker", "worker"]
+    assert "192.168.200.1/24" in cluster.master.sh("ip -br addr show vlan200")
+
+
+def test_workers_hold_dhcp_leases_from_the_master(cluster):
+    leases = cluster.master.sh("sudo cat /var/lib/clusterlab/dhcp.leases")
+    for worker in cluster.workers:
+        address = json.loads(worker.sh("ip -j -4 addr show dev vlan200"))[0]["addr_info"]
+        dynamic = [a for a in address if a.get("dynamic")]
+        assert len(dynamic) == 1, address
+        ip = ipaddress.IPv4Address(dynamic[0]["local"])
+        assert ip in SUBNET and ipaddress.IPv4Address("192.168.200.20") <= ip
+        assert f" {ip} {worker.name} " in leases, leases
+
+
+def test_the_vlan_carries_the_cluster_and_eth0_has_no_cluster_address(cluster):
+    for node in cluster.nodes:
+        details = json.loads(node.sh("ip -d -j link show dev vlan200"))[0]
+        assert details["link"] == "eth0"
+        assert details["linkinfo"]["info_data"]["id"] == 200
+        eth0 = json.loads(node.sh("ip -j -4 addr show dev eth0"))
+        assert not any(ipaddress.IPv4Address(a["local"]) in SUBNET
+                       for entry in eth0 for a in entry["addr_info"])
+
+
+def test_consul_has_three_alive_members(cluster):
+    members = cluster.master.sh("sudo docker exec consul consul members")
+    alive = [line.split()[0] for line in members.splitlines()[1:] if " alive " in line]
+    assert sorted(alive) == sorted(n.name for n in cluster.nodes), members
+
+
+def test_swarm_has_three_ready_nodes_managed_from_the_master(cluster):
+    nodes = cluster.master.sh("sudo docker node ls --format '{{.Hostname}} {{.Status}} "
+                              "{{.ManagerStatus}}'")
+    rows = sorted(line.split() for line in nodes.splitlines())
+    assert [r[:2] for r in rows] == sorted([n.name, "Ready"] for n in cluster.nodes), nodes
+    assert [r[0] for r in rows if r[2:] == ["Leader"]] == [cluster.master.name]
+
+
+def test_a_container_on_a_worker_reaches_one_on_the_master_by_name(cluster):
+    master, worker = cluster.master, cluster.workers[0]
+    master.sh("sudo docker network create --driver overlay --attachable e2e-overlay")
+    master.sh("sudo docker run --detach --name e2e-web --network e2e-overlay clusterlab/web:1")
+    served = master.sh("sudo docker exec e2e-web hostname")
+    fetched = worker.sh("sudo docker run --rm --network e2e-overlay --entrypoint busybox "
+                        "clusterlab/web:1 sh -c 'for i in $(seq 30); do "
+                        "wget -qO- http://e2e-web/ && exit 0; sleep 2; done; exit 1'",
+                        timeout=300)
+    assert served in fetched
+    master.sh("sudo docker rm --force e2e-web && sudo docker network rm e2e-overlay")
+
+
+def test_health_passes_on_every_node(cluster):
+    for node in cluster.nodes:
+        result = node.run("sudo clusterlab-node health")
+        assert result.returncode == 0 and "FAIL" not in result.stdout, result.stdout
+
+
+def test_a_rebooted_worker_rejoins_as_a_worker(cluster):
+    worker = cluster.workers[-1]
+    worker.run("sudo systemctl reboot")
+    time.sleep(20)  # until it has gone down
+    start = time.monotonic()
+    worker.vm.wait_for_ssh("tester", worker.key, 1200)
+    cluster.wait_healthy([worker, cluster.master])
+    cluster.figures["worker reboot to healthy again"] = time.monotonic() - start
+    assert worker.role() == "worker"
+    ready = cluster.master.sh("sudo docker node ls --format '{{.Hostname}} {{.Status}}'")
+    assert f"{worker.name} Ready" in ready.splitlines()
