@@ -103,7 +103,8 @@ def main() -> None:
         original = EDITED_TEMPLATE.read_text()
         try:
             EDITED_TEMPLATE.write_text(original + f"# edited {time.time()}\n")
-            edit, steps = timed_build(out, "zstd")
+            # into a folder of its own: the edit makes another version, whose files would stay
+            edit, steps = timed_build(tmp / "edited", "zstd")
         finally:
             EDITED_TEMPLATE.write_text(original)
         figures.append(f"rebuild after a template edit:   {without_compression(edit, steps):5.0f} s "

@@ -36,13 +36,15 @@ def test_same_inputs_same_keys(project):
 
 def test_config_value_used_by_a_template_rebuilds_that_stage_and_later(project):
     assert changed(keys(project), keys(project, ["locale=de_DE.UTF-8"])) == [
-        "20-system", "30-docker", "40-cluster", "90-first-boot"]
+        "20-system", "30-docker", "40-cluster", "50-demos", "90-first-boot"]
 
 
 def test_first_boot_settings_rebuild_only_the_last_stage(project):
     assert changed(keys(project), keys(project, ["hostname=node9"])) == ["90-first-boot"]
     users = "users=[{name: pi, ssh_keys: ['ssh-ed25519 AAAAC3Nza me@x']}]"
     assert changed(keys(project), keys(project, [users])) == ["90-first-boot"]
+    # the cluster's settings are a file on the boot partition, not part of the agent's stage
+    assert changed(keys(project), keys(project, ["cluster.vlan_id=300"])) == ["90-first-boot"]
 
 
 def test_config_value_no_template_uses_changes_no_stage(project):
@@ -57,7 +59,7 @@ def test_template_edit(project):
     before = keys(project)
     template = project.root / "templates/etc/fstab.j2"
     template.write_text(template.read_text() + "# edited\n")
-    assert changed(before, keys(project)) == ["10-base", "20-system", "30-docker", "40-cluster", "90-first-boot"]
+    assert changed(before, keys(project)) == ["10-base", "20-system", "30-docker", "40-cluster", "50-demos", "90-first-boot"]
 
 
 def test_stage_file_edit(project):
@@ -65,7 +67,7 @@ def test_stage_file_edit(project):
     stage_file = project.root / "stages/30-docker/stage.yaml"
     stage_file.write_text(stage_file.read_text().replace("  - docker-cli\n",
                                                          "  - docker-cli\n  - htop\n"))
-    assert changed(before, keys(project)) == ["30-docker", "40-cluster", "90-first-boot"]
+    assert changed(before, keys(project)) == ["30-docker", "40-cluster", "50-demos", "90-first-boot"]
 
 
 def test_script_edit_and_mode(project):
@@ -73,9 +75,9 @@ def test_script_edit_and_mode(project):
     script = project.root / "stages/20-system/configure.sh"
     script.write_text(script.read_text() + "true\n")
     after_edit = keys(project)
-    assert changed(before, after_edit) == ["20-system", "30-docker", "40-cluster", "90-first-boot"]
+    assert changed(before, after_edit) == ["20-system", "30-docker", "40-cluster", "50-demos", "90-first-boot"]
     script.chmod(0o644)
-    assert changed(after_edit, keys(project)) == ["20-system", "30-docker", "40-cluster", "90-first-boot"]
+    assert changed(after_edit, keys(project)) == ["20-system", "30-docker", "40-cluster", "50-demos", "90-first-boot"]
 
 
 def test_overlay_file_edit_and_new_file(project):
@@ -83,9 +85,9 @@ def test_overlay_file_edit_and_new_file(project):
     overlay = project.root / "overlay-files/20-system/etc/ssh/sshd_config.d/10-clusterlab.conf"
     overlay.write_text(overlay.read_text() + "MaxAuthTries 3\n")
     after_edit = keys(project)
-    assert changed(before, after_edit) == ["20-system", "30-docker", "40-cluster", "90-first-boot"]
+    assert changed(before, after_edit) == ["20-system", "30-docker", "40-cluster", "50-demos", "90-first-boot"]
     (overlay.parent / "20-more.conf").write_text("X11Forwarding no\n")
-    assert changed(after_edit, keys(project)) == ["20-system", "30-docker", "40-cluster", "90-first-boot"]
+    assert changed(after_edit, keys(project)) == ["20-system", "30-docker", "40-cluster", "50-demos", "90-first-boot"]
 
 
 def test_skipping_a_stage_changes_only_later_keys(project):

@@ -29,7 +29,7 @@ def load(project: Path):
 def test_default_stages_in_order():
     names = [s.name for s in pipeline.Project(ROOT).stages]
     assert names == sorted(names)
-    assert names == ["10-base", "20-system", "30-docker", "40-cluster", "90-first-boot"]
+    assert names == ["10-base", "20-system", "30-docker", "40-cluster", "50-demos", "90-first-boot"]
 
 
 def test_copying_a_folder_adds_a_stage_and_skip_leaves_it_out(project):

@@ -1,10 +1,10 @@
-"""clusterlab-node start | status | health"""
+"""clusterlab-node start | status | health | register"""
 
 import argparse
 import sys
 from pathlib import Path
 
-from . import agent, election, health, settings, system
+from . import agent, election, health, registrator, settings, system
 
 
 def facts(s: settings.Settings) -> health.Facts:
@@ -22,7 +22,7 @@ def facts(s: settings.Settings) -> health.Facts:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clusterlab-node",
                                      description="Join this node to its ClusterLab cluster.")
-    parser.add_argument("command", choices=["start", "status", "health"])
+    parser.add_argument("command", choices=["start", "status", "health", "register"])
     parser.add_argument("--settings", type=Path, default=settings.PATH)
     args = parser.parse_args(argv)
     try:
@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
             role = agent.start(s)
             print(f"this node is the cluster's {role}")
             return 0
+        if args.command == "register":
+            registrator.run_forever()
         if args.command == "status":
             print(agent.status_text(s))
             return 0

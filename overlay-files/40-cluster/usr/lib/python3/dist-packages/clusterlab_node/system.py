@@ -192,10 +192,11 @@ def consul_get(path: str, timeout: float = 5) -> bytes | None:
 
 
 def consul_put(path: str, value: str) -> bool:
+    """Whether Consul took it (the KV store answers true, the agent endpoints nothing)."""
     request = urllib.request.Request(f"{CONSUL}{path}", data=value.encode(), method="PUT")
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
-            return response.read().strip() == b"true"
+            return response.read().strip() in (b"true", b"")
     except (urllib.error.URLError, OSError):
         return False
 
