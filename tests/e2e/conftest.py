@@ -19,7 +19,7 @@ import yaml
 
 from clusterlab import card, disk, qemu
 
-from .vswitch import running as switch_running
+from vswitch import running as switch_running  # tests/e2e is on sys.path (conftest)
 
 ROOT = Path(__file__).resolve().parents[2]
 NODES = 3
@@ -41,7 +41,7 @@ class Node:
         return result.stdout.strip()
 
     def role(self) -> str:
-        return self.sh("cat /var/lib/clusterlab/role 2>/dev/null || true")
+        return self.sh("cat /run/clusterlab/role 2>/dev/null || true")
 
 
 class Cluster:

@@ -54,14 +54,18 @@ def test_swarm_has_three_ready_nodes_managed_from_the_master(cluster):
 def test_a_container_on_a_worker_reaches_one_on_the_master_by_name(cluster):
     master, worker = cluster.master, cluster.workers[0]
     master.sh("sudo docker network create --driver overlay --attachable e2e-overlay")
-    master.sh("sudo docker run --detach --name e2e-web --network e2e-overlay clusterlab/web:1")
-    served = master.sh("sudo docker exec e2e-web hostname")
-    fetched = worker.sh("sudo docker run --rm --network e2e-overlay --entrypoint busybox "
-                        "clusterlab/web:1 sh -c 'for i in $(seq 30); do "
-                        "wget -qO- http://e2e-web/ && exit 0; sleep 2; done; exit 1'",
-                        timeout=300)
-    assert served in fetched
-    master.sh("sudo docker rm --force e2e-web && sudo docker network rm e2e-overlay")
+    try:
+        master.sh("sudo docker run --detach --name e2e-web --network e2e-overlay "
+                  "clusterlab/web:1")
+        served = master.sh("sudo docker exec e2e-web busybox hostname")
+        # the image has busybox without its applet links: every applet is called by name
+        fetched = worker.sh("sudo docker run --rm --network e2e-overlay --entrypoint busybox "
+                            "clusterlab/web:1 sh -c 'for i in $(busybox seq 30); do "
+                            "busybox wget -qO- http://e2e-web/ && exit 0; busybox sleep 2; "
+                            "done; exit 1'", timeout=300)
+        assert served in fetched
+    finally:
+        master.run("sudo docker rm --force e2e-web; sudo docker network rm e2e-overlay")
 
 
 def test_health_passes_on_every_node(cluster):

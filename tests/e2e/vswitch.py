@@ -21,9 +21,10 @@ class VirtualSwitch:
 
     def start(self) -> None:
         control = self.directory / "switch"
+        # its console reads stdin and ends the switch at end of file: give it a pipe kept open
         self.processes.append(subprocess.Popen(["vde_switch", "-x", "-s", str(control)],
-                                               stdin=subprocess.DEVNULL))
-        _wait_for(control / "ctl")
+                                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL))
+        _wait_for(control / "ctl", self.processes[-1])
 
     def port(self, number: int) -> tuple[Path, Path]:
         """A new port: (the path QEMU binds, the path it sends to)."""
@@ -31,7 +32,7 @@ class VirtualSwitch:
         self.processes.append(subprocess.Popen(
             ["vde_plug", f"vde://{self.directory / 'switch'}", f"ptp://{plug}"],
             stdin=subprocess.DEVNULL))
-        _wait_for(plug)
+        _wait_for(plug, self.processes[-1])
         return Path(f"{plug}+"), plug
 
     def stop(self) -> None:
@@ -49,9 +50,11 @@ def running(directory: Path):
         switch.stop()
 
 
-def _wait_for(path: Path, timeout: float = 10) -> None:
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with status {process.returncode}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{path} did not appear within {timeout:.0f} s")
         time.sleep(0.1)

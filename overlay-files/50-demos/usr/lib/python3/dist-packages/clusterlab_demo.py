@@ -83,8 +83,10 @@ def webserver() -> None:
     wait_for(lambda: any(s.startswith("Running") for s in service_states("webserver")),
              "the web server to run")
     print(f"webserver: service on {service_node('webserver')} (the master), network demo")
-    fetch = "for i in $(seq 30); do wget -qO- http://webserver/index.html && exit 0; " \
-            "sleep 2; done; exit 1"
+    # the web image's busybox has no applet links: applets are called through busybox
+    fetch = "for i in $(busybox seq 30); do " \
+            "busybox wget -qO- http://webserver/index.html && exit 0; busybox sleep 2; " \
+            "done; exit 1"
     docker("service", "create", "--detach", "--name", "fetch", "--network", "demo",
            "--mode", "replicated-job", "--constraint", "node.role == worker",
            "--entrypoint", "busybox", WEB_IMAGE, "sh", "-c", fetch)

@@ -1,4 +1,5 @@
-"""The boot procedure: VLAN, probe address, discovery, master or worker, Consul, Swarm."""
+"""The boot procedure: VLAN, probe address, discovery, master or worker (join_network, before
+Docker starts); then Consul and Swarm (start_services)."""
 
 import ipaddress
 import json
@@ -9,7 +10,7 @@ from pathlib import Path
 from . import election, system
 from .settings import Settings
 
-ROLE_FILE = system.STATE / "role"
+ROLE_FILE = system.RUNTIME / "role"
 CONSUL_IMAGE = "clusterlab/consul:1.8.7"
 ANNOUNCED_PORT = 8500  # the master's Consul UI and API
 SETTLE = 10  # seconds from announcing to checking for rival masters (mDNS is slow emulated)
@@ -20,30 +21,51 @@ def node_id() -> str:
     return Path("/etc/machine-id").read_text().strip()
 
 
-def start(s: Settings) -> str:
-    """Bring the node into the cluster; return its role."""
+def join_network(s: Settings) -> str:
+    """VLAN, discovery, then the master address or one by DHCP; return the role. Runs before
+    Docker starts: a node in a swarm finds its manager at start-up, so the VLAN address must
+    be there first."""
     me = node_id()
-    ROLE_FILE.unlink(missing_ok=True)  # the last boot's role holds no longer
     system.vlan_up(s.interface or system.wired_interface(), s.vlan_interface, s.vlan_id)
     system.restrict_avahi(s.vlan_interface)
     probe = _take_probe_address(s, me)
     masters = _discover(s, me)
     role = "worker"
-    if election.first_decision(masters) == "claim" and system.address_free(s.master_address,
-                                                                          s.vlan_interface):
-        role = _claim(s, me, probe)
+    if election.first_decision(masters) == "claim":
+        if system.address_free(s.master_address, s.vlan_interface):
+            role = _claim(s, me, probe)
+        else:
+            system.log(f"{s.master_address} is taken: another node is claiming master")
     if role == "worker":
         system.remove_address(s.vlan_interface, probe, s.subnet.prefixlen)
-        address = system.dhcp_client(s.vlan_interface)
-        system.log(f"worker: {address} by DHCP")
+        system.log(f"worker: {system.dhcp_client(s.vlan_interface)} by DHCP")
+    system.RUNTIME.mkdir(parents=True, exist_ok=True)
+    ROLE_FILE.write_text(role + "\n")
+    return role
+
+
+def start_services(s: Settings) -> str:
+    """Consul and Swarm for the role join_network chose this boot; return the role."""
+    role = current_role()
+    if role == "master":
+        _consul_server(s)
+        _swarm_init(s)
+    elif role == "worker":
+        address = next((ipaddress.IPv4Address(a["local"])
+                        for a in system.addresses_of(s.vlan_interface) if a.get("dynamic")), None)
+        if address is None:
+            raise system.CommandError(f"no DHCP address on {s.vlan_interface}")
         _consul_agent(s, address)
         _swarm_join(s, address)
     else:
-        _consul_server(s)
-        _swarm_init(s)
-    system.STATE.mkdir(parents=True, exist_ok=True)
-    ROLE_FILE.write_text(role + "\n")
+        raise system.CommandError("the node has no role yet: see "
+                                  "`systemctl status clusterlab-network.service`")
     return role
+
+
+def current_role() -> str:
+    """This boot's role (the file is under /run, so a reboot starts without one)."""
+    return ROLE_FILE.read_text().strip() if ROLE_FILE.exists() else ""
 
 
 def _take_probe_address(s: Settings, me: str) -> ipaddress.IPv4Address:
@@ -131,9 +153,8 @@ def _wait(check, what: str):
 
 
 def status(s: Settings) -> dict:
-    role = ROLE_FILE.read_text().strip() if ROLE_FILE.exists() else ""
     swarm = system.swarm_info()
-    return {"role": role, "vlan": s.vlan_interface,
+    return {"role": current_role(), "vlan": s.vlan_interface,
             "addresses": [f"{a['local']}/{a['prefixlen']}"
                           for a in system.addresses_of(s.vlan_interface)],
             "master": str(s.master_address), "consul_members": system.consul_members(),

@@ -1,4 +1,4 @@
-"""clusterlab-node start | status | health | register"""
+"""clusterlab-node network | start | status | health | register"""
 
 import argparse
 import sys
@@ -22,14 +22,16 @@ def facts(s: settings.Settings) -> health.Facts:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clusterlab-node",
                                      description="Join this node to its ClusterLab cluster.")
-    parser.add_argument("command", choices=["start", "status", "health", "register"])
+    parser.add_argument("command", choices=["network", "start", "status", "health", "register"])
     parser.add_argument("--settings", type=Path, default=settings.PATH)
     args = parser.parse_args(argv)
     try:
         s = settings.load(args.settings)
+        if args.command == "network":
+            print(f"this node is the cluster's {agent.join_network(s)}")
+            return 0
         if args.command == "start":
-            role = agent.start(s)
-            print(f"this node is the cluster's {role}")
+            print(f"{agent.start_services(s)}: Consul and Swarm are up")
             return 0
         if args.command == "register":
             registrator.run_forever()

@@ -64,9 +64,9 @@ def vlan_id_of(name: str) -> int | None:
 
 def addresses_of(name: str) -> list[dict]:
     result = run("ip", "-j", "-4", "addr", "show", "dev", name, check=False)
-    if result.returncode != 0 or not result.stdout.strip():
-        return []
-    return json.loads(result.stdout)[0].get("addr_info", [])
+    entries = json.loads(result.stdout or "[]") if result.returncode == 0 else []
+    # `ip -j` prints [] for a link without IPv4 addresses
+    return entries[0].get("addr_info", []) if entries else []
 
 
 def address_free(address: ipaddress.IPv4Address, interface: str) -> bool:
