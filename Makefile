@@ -12,7 +12,7 @@ TEST_PACKAGES := docker.io docker-registry skopeo
 E2E_PACKAGES := vde-switch vdeplug
 PYTHON_STAMP := $(VENV)/.installed
 
-.PHONY: image test e2e bench clean host-packages test-packages e2e-packages
+.PHONY: image test e2e bench flash clean host-packages test-packages e2e-packages
 
 image: $(PYTHON_STAMP) host-packages
 	$(PY) build.py build $(CONFIG_ARGS)
@@ -26,6 +26,17 @@ e2e: $(PYTHON_STAMP) e2e-packages
 
 bench: $(PYTHON_STAMP) host-packages
 	$(PY) bench/bench.py
+
+# make flash DEVICE=/dev/sdX [HOSTNAME=node1] [SSH_KEY=~/.ssh/id_ed25519.pub] [IMAGE=…]
+# (IMAGE defaults to the newest image in images/; HOSTNAME counts only given on the command line,
+# not inherited from the shell)
+FLASH_IMAGE = $(or $(IMAGE),$(shell ls -t images/*.img.xz images/*.img.zst 2>/dev/null | head -n 1))
+flash: $(PYTHON_STAMP) host-packages
+	@[ -n "$(DEVICE)" ] || { echo "error: say which card: make flash DEVICE=/dev/sdX" >&2; exit 2; }
+	@[ -n "$(FLASH_IMAGE)" ] || { echo "error: no image in images/: run make image first" >&2; exit 2; }
+	$(PY) build.py flash $(FLASH_IMAGE) --device $(DEVICE) \
+		$(if $(filter command line,$(origin HOSTNAME)),--hostname $(HOSTNAME)) \
+		$(if $(SSH_KEY),--ssh-key $(SSH_KEY))
 
 clean: $(PYTHON_STAMP)
 	$(PY) build.py clean $(if $(CACHE),--cache)

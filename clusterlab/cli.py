@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from . import config, log, pipeline, qemu
+from . import config, flash, log, pipeline, qemu
 from .errors import BuildError, UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +37,18 @@ def parser() -> argparse.ArgumentParser:
     boot.add_argument("--ssh-port", type=int, default=2222, help="host port forwarded to SSH")
     boot.add_argument("--serial-log", type=Path, help="write the serial console here")
     boot.add_argument("--snapshot", action="store_true", help="discard writes to the image")
+    card = verbs.add_parser("flash", help="write an image onto an SD card (or a file)")
+    card.add_argument("image", type=Path, help="an .img, .img.xz, .img.zst or .img.gz")
+    card.add_argument("--device", type=Path, required=True,
+                      help="the card, e.g. /dev/sdb or /dev/mmcblk0, or a file")
+    card.add_argument("--hostname", help="this card's hostname (meta-data)")
+    card.add_argument("--ssh-key", type=Path, metavar="FILE",
+                      help="public key of a login user added to user-data")
+    card.add_argument("--user", default="pi", help="name of that user (default pi)")
+    card.add_argument("--user-data", type=Path, metavar="FILE",
+                      help="a cloud-config file replacing the image's user-data")
+    card.add_argument("--yes", action="store_true", help="do not ask before overwriting")
+    card.add_argument("-v", "--verbose", action="store_true", help="show subprocess output")
     return top
 
 
@@ -101,5 +113,14 @@ def cmd_clean(args) -> int:
     return 0
 
 
-VERBS = {"build": cmd_build, "config": cmd_config, "stages": cmd_stages, "boot": cmd_boot,
+def cmd_flash(args) -> int:
+    settings = flash.card_settings(args.hostname, args.user, args.ssh_key, args.user_data)
+    result = flash.flash(args.image, args.device, settings, args.yes)
+    log.info(f"wrote {result.bytes_written / 2**20:.0f} MiB of the {result.image_size / 2**20:.0f}"
+             f" MiB image {'(block map) ' if result.used_bmap else ''}in {result.seconds:.0f} s,"
+             f" verified; {args.device} can be removed")
+    return 0
+
+
+VERBS = {"build": cmd_build, "flash": cmd_flash, "config": cmd_config, "stages": cmd_stages, "boot": cmd_boot,
          "clean": cmd_clean}

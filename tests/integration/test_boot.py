@@ -1,14 +1,16 @@
-"""Boot a copy of the built image in QEMU, with a test key added to user-data as a user would."""
+"""Boot a card flashed from the built image by `build.py flash` (hostname, test key), in QEMU."""
 
 import socket
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from clusterlab import card as card_module
 from clusterlab import disk, qemu
 
 pytestmark = [pytest.mark.integration, pytest.mark.boot]
+ROOT = Path(__file__).resolve().parents[2]
 GROWTH = 1 << 30
 BOOT_TIMEOUT = 900  # TCG emulation on 2 cores: about 2 minutes normally
 
@@ -25,12 +27,14 @@ def node(built, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("boot")
     key = tmp / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    # flashed as a user would flash a card bigger than the image: the root must grow into it
     card = tmp / "card.img"
-    subprocess.run(["cp", "--sparse=always", str(built["img"]), str(card)], check=True)
-    # a card bigger than the image, as real cards are: the root must grow into the rest
-    subprocess.run(["truncate", "--size", f"+{GROWTH}", str(card)], check=True)
-    card_module.personalize(card, hostname="testnode", user="tester",
-                            ssh_key=(tmp / "id_ed25519.pub").read_text())
+    subprocess.run(["truncate", "--size", str(built["img"].stat().st_size + GROWTH), str(card)],
+                   check=True)
+    flashed = subprocess.run([sys.executable, str(ROOT / "build.py"), "flash", str(built["xz"]),
+                              "--device", str(card), "--hostname", "testnode", "--user", "tester",
+                              "--ssh-key", str(tmp / "id_ed25519.pub"), "--yes"])
+    assert flashed.returncode == 0
     boot = disk.partitions(card)[0]
     user_data = disk.fat_read(card, boot, "user-data").decode()
     assert user_data.startswith("#cloud-config\n") and "tester" in user_data

@@ -1,0 +1,438 @@
+"""Write an image onto an SD card, or into a file, and give the card its own settings.
+
+With the image's .bmap only the mapped blocks are written, each range checked against the bmap's
+sha256 as it goes and read back from the card afterwards; without one every byte is written and
+the whole is read back and compared. Per-card settings (hostname, a login key, a user-data file)
+go into the boot partition once the image is verified.
+"""
+
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import yaml
+
+from . import card, disk, export, log
+from .errors import BuildError, UserError
+
+CHUNK = 4 << 20
+DECOMPRESSORS = {".xz": ["xz", "-dc", "-T0"], ".zst": ["zstd", "-dc"], ".gz": ["gzip", "-dc"]}
+HOSTNAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+SSH_KEY = re.compile(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-\S+@openssh\.com) \S+( .*)?")
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockMap:
+    image_size: int
+    block_size: int
+    ranges: list[tuple[int, int, str]]  # first block, last block, sha256 of the range
+
+    @property
+    def mapped_bytes(self) -> int:
+        return sum((last - first + 1) * self.block_size for first, last, _ in self.ranges)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    path: Path
+    is_block_device: bool
+    size: int  # bytes; 0 for a file that does not exist yet
+    description: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CardSettings:
+    hostname: str | None = None
+    user: str = "pi"
+    ssh_key: str | None = None
+    user_data: str | None = None  # a whole cloud-config document, replacing the image's
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    bytes_written: int
+    image_size: int
+    seconds: float
+    used_bmap: bool
+
+
+# inputs
+
+def raw_name(image: Path) -> str:
+    """foo.img for foo.img, foo.img.xz, foo.img.zst and foo.img.gz."""
+    name = image.name
+    suffix = Path(name).suffix
+    return name[:-len(suffix)] if suffix in DECOMPRESSORS else name
+
+
+def check_image(image: Path) -> None:
+    if not image.is_file():
+        raise UserError(f"{image}: no such image file")
+    if not raw_name(image).endswith(".img"):
+        raise UserError(f"{image}: expected an .img, .img.xz, .img.zst or .img.gz file")
+
+
+def read_bmap(path: Path) -> BlockMap:
+    """A bmaptool block map (format 2), after checking its own checksum."""
+    text = path.read_text()
+    try:
+        root = ElementTree.fromstring(text)
+        recorded = root.findtext("BmapFileChecksum", "").strip()
+        if not root.get("version", "").startswith("2.") or \
+                root.findtext("ChecksumType", "").strip() != "sha256":
+            raise UserError(f"{path}: expected a bmap of version 2 with sha256 checksums")
+        # the file's checksum is taken with its own value replaced by zeros
+        zeroed = text.replace(recorded, "0" * len(recorded), 1)
+        if hashlib.sha256(zeroed.encode()).hexdigest() != recorded:
+            raise UserError(f"{path}: the block map is damaged (its checksum does not match)")
+        ranges = []
+        for item in root.iter("Range"):
+            first, _, last = item.text.strip().partition("-")
+            ranges.append((int(first), int(last or first), item.get("chksum", "")))
+        return BlockMap(int(root.findtext("ImageSize")), int(root.findtext("BlockSize")),
+                        sorted(ranges))
+    except (ElementTree.ParseError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: not a readable block map: {e}") from None
+
+
+def card_settings(hostname: str | None, user: str, ssh_key_file: Path | None,
+                  user_data_file: Path | None) -> CardSettings:
+    """Every per-card input checked before anything is written."""
+    if hostname is not None and not HOSTNAME.fullmatch(hostname):
+        raise UserError(f"--hostname {hostname!r}: expected lower-case letters, digits and '-' "
+                        "(at most 63, not starting or ending with '-')")
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+        raise UserError(f"--user {user!r}: expected a user name such as pi")
+    key = None
+    if ssh_key_file is not None:
+        key = _read(ssh_key_file, "--ssh-key").strip()
+        if not SSH_KEY.fullmatch(key):
+            raise UserError(f"--ssh-key {ssh_key_file}: expected one OpenSSH public key "
+                            "(ssh-ed25519 AAAA… comment); is it the private key?")
+    user_data = None
+    if user_data_file is not None:
+        user_data = _read(user_data_file, "--user-data")
+        if not user_data.startswith("#cloud-config\n"):
+            raise UserError(f"--user-data {user_data_file}: a cloud-config file starts with the "
+                            "line #cloud-config")
+        try:
+            document = yaml.safe_load(user_data)
+        except yaml.YAMLError as e:
+            raise UserError(f"--user-data {user_data_file}: not valid YAML: {e}") from None
+        if not isinstance(document, dict):
+            raise UserError(f"--user-data {user_data_file}: expected a YAML mapping of "
+                            "cloud-config settings")
+    return CardSettings(hostname, user, key, user_data)
+
+
+def _read(path: Path, option: str) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{option} {path}: cannot read it: {e}") from None
+
+
+# the target and its safety
+
+def inspect_target(path: Path) -> Target:
+    """What the target is; refuses what must never be written: not a block device or regular
+    file, mounted, in use, or the disk of the running system's root."""
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise UserError(f"{path}: no such device or folder")
+        return Target(path, False, 0, f"{path} (a new file)")
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode):
+        if _is_mounted(path.resolve()):
+            raise UserError(f"{path}: the file is mounted (as a loop device); unmount it first")
+        return Target(path, False, path.stat().st_size, f"{path} (a file)")
+    if not stat.S_ISBLK(mode):
+        raise UserError(f"{path}: not a block device or a regular file")
+    disk_name = _whole_disk(path)
+    if disk_name == _root_disk():
+        raise UserError(f"{path}: holds the running system's root file system; refusing")
+    busy = _mounted_parts(disk_name)
+    if busy:
+        raise UserError(f"{path}: mounted ({', '.join(busy)}); unmount it first "
+                        f"(e.g. sudo umount {busy[0].split(' on ')[0]})")
+    sys_dir = Path("/sys/class/block") / disk_name
+    if any((sys_dir / "holders").iterdir()):
+        raise UserError(f"{path}: in use by {', '.join(p.name for p in (sys_dir / 'holders').iterdir())}")
+    size = int((sys_dir / "size").read_text()) * 512
+    model = _first_line(sys_dir / "device/model") or _first_line(sys_dir / "device/name") or "?"
+    removable = _first_line(sys_dir / "removable") == "1"
+    return Target(path, True, size, f"{path}: {model}, {size / 1e9:.1f} GB, "
+                                    f"{'removable' if removable else 'NOT removable'}")
+
+
+def _first_line(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _whole_disk(device: Path) -> str:
+    """The name of the disk a block device is or belongs to: mmcblk0 for mmcblk0p2."""
+    rdev = device.stat().st_rdev
+    sys_path = Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}").resolve()
+    return sys_path.parent.name if (sys_path / "partition").exists() else sys_path.name
+
+
+def _root_disk() -> str | None:
+    dev = os.stat("/").st_dev
+    sys_path = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    if not sys_path.exists():
+        return None  # the root is not on a block device (a container, tmpfs)
+    sys_path = sys_path.resolve()
+    return sys_path.parent.name if (sys_path / "partition").exists() else sys_path.name
+
+
+def _mounts() -> list[tuple[str, str]]:
+    mounts = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        source, point = line.split()[:2]
+        mounts.append((source, point.replace("\\040", " ")))
+    for line in Path("/proc/swaps").read_text().splitlines()[1:]:
+        mounts.append((line.split()[0], "swap"))
+    return mounts
+
+
+def _mounted_parts(disk_name: str) -> list[str]:
+    busy = []
+    for source, point in _mounts():
+        if source.startswith("/dev/") and Path(source).exists():
+            with contextlib.suppress(OSError):
+                if stat.S_ISBLK(Path(source).stat().st_mode) and \
+                        _whole_disk(Path(source)) == disk_name:
+                    busy.append(f"{source} on {point}")
+    return busy
+
+
+def _is_mounted(file: Path) -> bool:
+    """Whether a loop device is backed by this file and mounted."""
+    for loop in Path("/sys/class/block").glob("loop*/loop/backing_file"):
+        if Path(_first_line(loop)) == file and _mounted_parts(loop.parent.parent.name):
+            return True
+    return False
+
+
+def confirm(target: Target, image: Path, yes: bool) -> None:
+    if yes or (not target.is_block_device and target.size == 0):
+        return
+    if not sys.stdin.isatty():
+        raise UserError(f"{target.path}: not overwriting without confirmation; add --yes")
+    answer = input(f"Write {image.name} onto\n  {target.description}\nEverything on it is "
+                   "lost. Type yes to go on: ")
+    if answer.strip() != "yes":
+        raise UserError("not written")
+
+
+# writing and verifying
+
+@contextlib.contextmanager
+def decompressed(image: Path):
+    """The raw image as a stream, decompressed on the fly by xz, zstd or gzip."""
+    command = DECOMPRESSORS.get(image.suffix)
+    if command is None:
+        with open(image, "rb") as stream:
+            yield stream
+        return
+    process = subprocess.Popen([*command, str(image)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    try:
+        yield process.stdout
+        process.stdout.close()
+        if process.wait() != 0:
+            raise BuildError(f"{image}: {command[0]} cannot decompress it: "
+                             f"{process.stderr.read().decode(errors='replace').strip()[-300:]}")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _read_exactly(stream, size: int) -> bytes:
+    chunks, wanted = [], size
+    while wanted:
+        chunk = stream.read(min(wanted, CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        wanted -= len(chunk)
+    return b"".join(chunks)
+
+
+def _skip(stream, size: int, bar) -> None:
+    if stream.seekable():  # a raw image: its unmapped blocks are not even read
+        stream.seek(size, os.SEEK_CUR)
+        bar.update(size)
+        return
+    while size:
+        chunk = stream.read(min(size, CHUNK))
+        if not chunk:
+            raise BuildError("the image ends before its block map says it does")
+        size -= len(chunk)
+        bar.update(len(chunk))
+
+
+def write_mapped(stream, fd: int, bmap: BlockMap) -> int:
+    """Write the mapped ranges at their offsets, each checked against the bmap; bytes written."""
+    position, written = 0, 0
+    with log.progress(bmap.image_size, "write (bmap)") as bar:
+        for first, last, checksum in bmap.ranges:
+            start, end = first * bmap.block_size, min((last + 1) * bmap.block_size,
+                                                      bmap.image_size)
+            _skip(stream, start - position, bar)
+            digest = hashlib.sha256()
+            offset = start
+            while offset < end:
+                chunk = _read_exactly(stream, min(CHUNK, end - offset))
+                if not chunk:
+                    raise BuildError("the image ends before its block map says it does")
+                digest.update(chunk)
+                os.pwrite(fd, chunk, offset)
+                offset += len(chunk)
+                bar.update(len(chunk))
+            if checksum and digest.hexdigest() != checksum:
+                raise BuildError(f"blocks {first}-{last} of the image do not match its block map: "
+                                 "the image is damaged, or the bmap belongs to another image")
+            written += end - start
+            position = end
+        # to the end, so that a truncated image is noticed and the decompressor ends normally
+        _skip(stream, bmap.image_size - position, bar)
+    return written
+
+
+def write_all(stream, fd: int, size: int) -> tuple[int, str]:
+    """Write every byte; (bytes written, their sha256)."""
+    digest, offset = hashlib.sha256(), 0
+    with log.progress(size or None, "write") as bar:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+            try:
+                os.pwrite(fd, chunk, offset)
+            except OSError as e:
+                if e.errno == errno.ENOSPC:
+                    raise UserError(f"the target is full after {offset / 1e9:.1f} GB: it is "
+                                    "smaller than the image") from None
+                raise
+            offset += len(chunk)
+            bar.update(len(chunk))
+    return offset, digest.hexdigest()
+
+
+def _read_back(fd: int, start: int, end: int, bar) -> str:
+    digest = hashlib.sha256()
+    for offset in range(start, end, CHUNK):
+        chunk = os.pread(fd, min(CHUNK, end - offset), offset)
+        if len(chunk) != min(CHUNK, end - offset):
+            raise BuildError(f"reading back at byte {offset}: the card is shorter than written")
+        digest.update(chunk)
+        bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def verify_mapped(fd: int, bmap: BlockMap) -> None:
+    with log.progress(bmap.mapped_bytes, "verify") as bar:
+        for first, last, checksum in bmap.ranges:
+            end = min((last + 1) * bmap.block_size, bmap.image_size)
+            if _read_back(fd, first * bmap.block_size, end, bar) != checksum:
+                raise BuildError(f"verification failed: blocks {first}-{last} read back from the "
+                                 "card differ from the image (a failing card or reader?)")
+
+
+def verify_all(fd: int, size: int, expected: str) -> None:
+    with log.progress(size, "verify") as bar:
+        if _read_back(fd, 0, size, bar) != expected:
+            raise BuildError("verification failed: the card does not read back as written "
+                             "(a failing card or reader?)")
+
+
+def _check_published_sha256(image: Path) -> None:
+    """Without a bmap, the image file is checked against its .sha256 when there is one."""
+    listed = image.with_name(image.name + ".sha256")
+    if not listed.exists():
+        return
+    expected = listed.read_text().split()[0]
+    with log.step(f"check {image.name} against {listed.name}"):
+        if export.sha256_of(image) != expected:
+            raise UserError(f"{image}: does not match {listed.name}: the file is damaged; "
+                            "download or build it again")
+
+
+def _drop_cache(fd: int) -> None:
+    """Forget the cached pages, so the verification reads what reached the card."""
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def write_image(image: Path, target: Target) -> Result:
+    bmap_path = image.with_name(raw_name(image) + ".bmap")
+    bmap = read_bmap(bmap_path) if bmap_path.exists() else None
+    if bmap is None:
+        _check_published_sha256(image)
+    if bmap and target.is_block_device and bmap.image_size > target.size:
+        raise UserError(f"{target.path}: {target.size / 1e9:.1f} GB is smaller than the image "
+                        f"({bmap.image_size / 1e9:.1f} GB)")
+    start = time.monotonic()
+    flags = os.O_RDWR | (os.O_EXCL if target.is_block_device else os.O_CREAT)
+    try:
+        fd = os.open(target.path, flags, 0o644)
+    except OSError as e:
+        raise UserError(f"{target.path}: cannot open it for writing: {e.strerror}") from None
+    try:
+        with decompressed(image) as stream:
+            if bmap:
+                _grow_file(fd, target, bmap.image_size)
+                written = write_mapped(stream, fd, bmap)
+                size = bmap.image_size
+            else:
+                written, digest = write_all(stream, fd, image.stat().st_size
+                                            if image.suffix == ".img" else 0)
+                size = written
+        _drop_cache(fd)
+        if bmap:
+            verify_mapped(fd, bmap)
+        else:
+            verify_all(fd, size, digest)
+    finally:
+        os.close(fd)
+    return Result(written, size, time.monotonic() - start, bmap is not None)
+
+
+def _grow_file(fd: int, target: Target, size: int) -> None:
+    """A file target is made as long as the image (never shorter than it was): the unmapped
+    blocks are then holes that read as zeros."""
+    if not target.is_block_device and os.fstat(fd).st_size < size:
+        os.ftruncate(fd, size)
+
+
+def personalize(target: Path, settings: CardSettings) -> None:
+    if settings.user_data is not None:
+        boot = disk.partitions(target)[0]
+        disk.fat_write(target, boot, "user-data", settings.user_data.encode())
+    card.personalize(target, hostname=settings.hostname, user=settings.user,
+                     ssh_key=settings.ssh_key)
+
+
+def flash(image: Path, device: Path, settings: CardSettings, yes: bool) -> Result:
+    check_image(image)
+    target = inspect_target(device)
+    confirm(target, image, yes)
+    with log.step(f"write {image.name} onto {target.path}"):
+        result = write_image(image, target)
+    if settings.hostname or settings.ssh_key or settings.user_data is not None:
+        with log.step("per-card settings on the boot partition"):
+            personalize(target.path, settings)
+    os.sync()
+    return result
