@@ -7,7 +7,9 @@
 - assembly determinism: outputs deleted, image assembled again from the cached tree: same sha256?
 - reproducibility: a second cold build with its own empty cache: the same sha256 as the first?
 - image sizes, the time from power-on to an SSH login in QEMU, how long the first boot takes to
-  load the baked container images, and the size each image adds.
+  load the baked container images, and the size each image adds;
+- flashing the .img.xz onto a card (here a file): bytes written and time, with and without the
+  block map.
 
 Run as root: `sudo make bench`. It uses the project's own build command and cache.
 """
@@ -71,6 +73,26 @@ def boot_to_login(image: Path, tmp: Path) -> tuple[float, float]:
         return login, (end - start) / 1e6
 
 
+def flash_figures(xz: Path, tmp: Path) -> list[str]:
+    """`build.py flash` of the compressed image into a file, with its .bmap and without."""
+    bare = tmp / "no-bmap"
+    bare.mkdir()
+    (bare / xz.name).hardlink_to(xz)
+    lines = []
+    for label, image in (("with the block map", xz), ("without a block map", bare / xz.name)):
+        card_file = tmp / "card.img"
+        card_file.unlink(missing_ok=True)
+        start = time.monotonic()
+        result = subprocess.run([sys.executable, str(ROOT / "build.py"), "flash", str(image),
+                                 "--device", str(card_file)], text=True, stderr=subprocess.PIPE)
+        elapsed = time.monotonic() - start
+        if result.returncode != 0:
+            sys.exit(f"flash failed:\n{result.stderr[-3000:]}")
+        written = re.search(r"wrote (\d+) MiB", result.stderr).group(1)
+        lines.append(f"flash {label}: {written:>6} MiB written and verified in {elapsed:.0f} s")
+    return lines
+
+
 def second_cold_build(cache: Path, tmp: Path, first_digest: str) -> str:
     """Build again from nothing but the downloaded .debs, in a cache of its own."""
     own_cache = tmp / "cache"
@@ -97,7 +119,9 @@ def main() -> None:
         cold, steps = timed_build(out)
         figures.append(f"cold build:                      {cold / 60:5.1f} min "
                        f"(of which compression {steps.get('compress (xz)', 0):.0f} s)")
-        xz_size = next(out.glob("*.img.xz")).stat().st_size
+        xz_image = next(out.glob("*.img.xz"))
+        xz_size = xz_image.stat().st_size
+        figures += flash_figures(xz_image, tmp)
         cold_digest = image_digest(out)
         # the rebuilds compress with zstd: quicker, and compression is reported apart anyway
         original = EDITED_TEMPLATE.read_text()

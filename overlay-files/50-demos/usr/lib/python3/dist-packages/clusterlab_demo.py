@@ -121,14 +121,17 @@ def scale(replicas: int) -> None:
     print(f"{replicas} web containers running")
 
 
+def network_removed() -> bool:
+    """Ask for the demo network to go; it does once the services' containers have stopped."""
+    subprocess.run(["docker", "network", "rm", "demo"], capture_output=True)
+    return not exists("network", "demo")
+
+
 def stop(demo: str) -> None:
     if demo == "webserver":
         for service in ("fetch", "webserver"):
             subprocess.run(["docker", "service", "rm", service], capture_output=True)
-        # the network is in use until the services' containers are gone
-        wait_for(lambda: not exists("network", "demo") or subprocess.run(
-            ["docker", "network", "rm", "demo"], capture_output=True).returncode == 0,
-            "the network demo to be free")
+        wait_for(network_removed, "the network demo to go")
     else:
         docker("stack", "rm", STACK)
     print(f"{demo} stopped")
