@@ -89,9 +89,10 @@ def cmd_config(args) -> int:
 
 
 def cmd_stages(args) -> int:
-    load_config(args)
+    base = load_config(args)["base.source"]
     for stage in pipeline.Project(PROJECT_ROOT).stages:
-        state = "skipped" if stage.skip else stage.summary()
+        state = stage.summary() if stage.runs_on(base) else \
+            "skipped" if stage.skip else f"skipped: for the {'/'.join(stage.bases)} base"
         print(f"{stage.name:<16} {stage.description}  [{state}]")
     return 0
 

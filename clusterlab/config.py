@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import yaml
 
+from .base.presets import PRESETS
 from .containers.spec import SpecError, parse as parse_image_spec
 from .errors import UserError
 
@@ -128,6 +129,29 @@ SETTINGS: list[Setting] = [
             "Mirror of Debian security updates, written into the image's apt sources; empty to "
             "leave them out.",
             _matches(r"((https?|file)://\S+)?", "an http(s):// or file:// URL, or empty")),
+    Setting("base.source", "debian",
+            "Where the base comes from: debian (made from the Debian archive with mmdebstrap) "
+            "or download (a vendor image: base.preset, or base.url with base.sha256 or "
+            "base.sha256_url; packages then come from the image's own apt sources).",
+            _one_of("debian", "download")),
+    Setting("base.preset", "",
+            "A known vendor image for base.source download, instead of url and checksum: "
+            + ", ".join(PRESETS) + " (see README).",
+            _one_of("", *PRESETS)),
+    Setting("base.url", "",
+            "Address of the base image for base.source download: .img, .img.xz, .img.gz, or "
+            ".zip holding one .img.",
+            _matches(r"(https?://\S+)?", "an http:// or https:// URL, or empty")),
+    Setting("base.sha256", "", "sha256 of the file at base.url.",
+            _matches(r"([0-9a-f]{64})?", "64 lower-case hex digits, or empty")),
+    Setting("base.sha256_url", "",
+            "Address of a sha256sum-style file that lists base.url's checksum (used when "
+            "base.sha256 is empty).",
+            _matches(r"(https?://\S+)?", "an http:// or https:// URL, or empty")),
+    Setting("base.boot_mount", "/boot/firmware",
+            "Where the downloaded image mounts its boot (FAT) partition: /boot/firmware "
+            "(Debian, Raspberry Pi OS since bookworm) or /boot (HypriotOS, older Raspberry Pi OS).",
+            _one_of("/boot/firmware", "/boot")),
     Setting("hostname", "clusterlab",
             "Default host name; each card can set its own in meta-data on the boot partition.",
             _matches(HOSTNAME, "a host name (lower-case letters, digits, '-')")),

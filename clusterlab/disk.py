@@ -162,6 +162,12 @@ def partitions(image: Path) -> list[Partition]:
             for i, p in enumerate(table.get("partitions", []))]
 
 
+def disk_id(image: Path) -> int:
+    """The MBR disk identifier (what PARTUUIDs such as 1a2b3c4d-02 begin with)."""
+    table = json.loads(run(["sfdisk", "-J", str(image)], capture=True))["partitiontable"]
+    return int(table.get("id", "0x0"), 16)
+
+
 @contextlib.contextmanager
 def loop_attached(image: Path, part: Partition, read_only: bool = True):
     """A loop device over one partition of the image; detached on every exit path."""

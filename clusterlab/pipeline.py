@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from . import chroot, disk, export, layers, log, run, tree
-from .base import debian
+from .base import debian, image as downloaded
 from .config import Config
 from .containers import bake
 from .errors import UserError
@@ -88,7 +88,7 @@ def build(config: Config, project: Project) -> Outputs:
     if not config["users"]:
         log.warn("no users configured: nobody can log in to this image until a user with an "
                  "SSH key is added to user-data on the card's boot partition (see README)")
-    log.info(f"building {name} ({sum(not s.skip for s in stages)} stages)")
+    log.info(f"building {name} ({sum(s.runs_on(config['base.source']) for s in stages)} stages)")
     cache = layers.LayerCache(config.cache_dir)
     with log.step("prepare emulation: qemu-user for " + config["arch"]):
         chroot.prepare_emulation(config["arch"])
@@ -104,6 +104,8 @@ def build(config: Config, project: Project) -> Outputs:
     bootfs = stack[-1] / BOOTFS
 
     ident = identity(image_version, config["arch"], epoch)
+    if tree_layers.disk_id is not None:  # the vendor's settings may name partitions by PARTUUID
+        ident = dataclasses.replace(ident, disk_id=tree_layers.disk_id)
     input_key = layers.key_of(key, dataclasses.asdict(ident), config.nested())
     if _up_to_date(outputs, input_key):
         log.info(f"{name}: nothing changed since the last build (input key {input_key})")
@@ -125,7 +127,7 @@ def build(config: Config, project: Project) -> Outputs:
                 config, outputs, raw, ident, input_key, packages, digest, tree_layers.archive,
                 containers=[image.manifest_entry() for image in tree_layers.baked],
                 name=name, version=image_version,
-                stages=[s.name for s in stages if not s.skip]))
+                stages=[s.name for s in stages if s.runs_on(config["base.source"])]))
     cache.remove_leftovers(keep={p.name for p in stack})
     for path in dataclasses.astuple(outputs):
         log.info(f"wrote {path}")
@@ -137,8 +139,9 @@ def build(config: Config, project: Project) -> Outputs:
 class TreeLayers:
     stack: list[Path]  # the layers, bottom first
     key: str  # the top layer's key
-    archive: list[dict[str, str]]  # the Debian archive's state they were made from
+    archive: list[dict[str, str]]  # the Debian archive's state, or the image, they came from
     baked: list[bake.Baked]  # the container images in the tree
+    disk_id: int | None  # a downloaded base image's MBR disk id, kept in the output
 
 
 def _tree_layers(config: Config, project: Project, cache: layers.LayerCache, renderer: Renderer,
@@ -150,14 +153,28 @@ def _tree_layers(config: Config, project: Project, cache: layers.LayerCache, ren
     builder = layers.digest_files([package / "tree.py", package / "chroot.py",
                                    package / "base/debian.py"], package)
     stack: list[Path] = []
-    archive = debian.archive_state(debian.apt_sources(config))
-    key = layers.key_of("base", builder, debian.base_key(config, archive))
-    with log.step(f"base: Debian {config['base.suite']} {config['arch']}"):
-        stack.append(_layer(cache, key, stack, lambda root, _: _make_base(config, root), base=True))
-    for stage, key in stage_keys(key, project.stages, renderer, project):
+    boot_mount, disk_id = "/boot/firmware", None
+    if config["base.source"] == "download":
+        src = downloaded.source(config)
+        sha256 = downloaded.checksum(src)
+        raw = downloaded.obtain(src, sha256, config.cache_dir)
+        archive, boot_mount = [{"source": src.url, "sha256": sha256}], src.boot_mount
+        disk_id = disk.disk_id(raw)
+        key = layers.key_of("base", builder, "download", sha256, boot_mount)
+        with log.step(f"base: {src.url.rsplit('/', 1)[-1]}"):
+            stack.append(_layer(cache, key, stack, lambda root, _: _make_downloaded_base(
+                raw, root, src, apt_cache), base=True))
+    else:
+        archive = debian.archive_state(debian.apt_sources(config))
+        key = layers.key_of("base", builder, debian.base_key(config, archive))
+        with log.step(f"base: Debian {config['base.suite']} {config['arch']}"):
+            stack.append(_layer(cache, key, stack, lambda root, _: _make_base(config, root),
+                                base=True))
+    stages = [s for s in project.stages if s.runs_on(config["base.source"])]
+    for stage, key in stage_keys(key, stages, renderer, project):
         with log.step(f"stage {stage.name}: {stage.description}"):
             stack.append(_layer(cache, key, stack, lambda root, _: _in_chroot(
-                root, apt_cache, lambda: tree.apply_stage(root, stage, renderer))))
+                root, apt_cache, lambda: tree.apply_stage(root, stage, renderer, boot_mount))))
     with log.step("container images"):
         baked = images.result()
     key = layers.key_of(key, "containers", bake.layer_inputs(baked))
@@ -170,8 +187,9 @@ def _tree_layers(config: Config, project: Project, cache: layers.LayerCache, ren
             root, apt_cache, lambda: tree.finish(root, initramfs_cache))))
     key = layers.key_of(key, "strip", epoch, layers.digest_files([Path(__file__)], package))
     with log.step("strip tree"):
-        stack.append(_layer(cache, key, stack, lambda root, layer: _strip(root, layer, epoch)))
-    return TreeLayers(stack, key, archive, baked)
+        stack.append(_layer(cache, key, stack, lambda root, layer: _strip(root, layer, epoch,
+                                                                          boot_mount)))
+    return TreeLayers(stack, key, archive, baked, disk_id)
 
 
 def _manifest(config: Config, outputs: Outputs, raw: Path, ident: disk.Identity, input_key: str,
@@ -233,16 +251,23 @@ def _make_base(config: Config, root: Path) -> None:
     _in_chroot(root, config.cache_dir / "apt-archives", lambda: tree.prepare(root))
 
 
+def _make_downloaded_base(raw: Path, root: Path, src, apt_cache: Path) -> None:
+    downloaded.extract(raw, root, src.boot_mount, src.url)
+    # the vendor image ships without package lists: the stages install from its own sources
+    _in_chroot(root, apt_cache, lambda: (chroot.run_in(root, ["apt-get", "update"]),
+                                         tree.prepare(root)))
+
+
 def _in_chroot(root: Path, apt_cache: Path, work) -> None:
     with chroot.mounted(root, apt_cache):
         work()
 
 
-def _strip(root: Path, layer: Path, epoch: int) -> None:
+def _strip(root: Path, layer: Path, epoch: int, boot_mount: str) -> None:
     """The tree as it ships, the FAT's content moved beside it with its times set to the
     epoch (the root file system's times are set when it is made: disk.assemble)."""
     tree.strip(root)
-    tree.split_boot(root, layer / BOOTFS)
+    tree.split_boot(root, layer / BOOTFS, boot_mount)
     tree.set_mtimes(layer / BOOTFS, epoch)
 
 

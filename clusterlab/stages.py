@@ -21,7 +21,9 @@ KEYS = {
     "chroot_scripts": "a list of scripts in the stage folder run inside the image (chroot)",
     "host_scripts": "a list of scripts in the stage folder run on the host, $ROOTFS = the tree",
     "skip": "true to leave the stage out",
+    "bases": "the bases the stage is for, a list of debian and download (default both)",
 }
+BASES = ("debian", "download")
 # a Debian package name, or a template variable such as "{{ kernel_package }}"
 PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+|\{\{ *[a-z_]+ *\}\}")
 
@@ -37,6 +39,10 @@ class Stage:
     chroot_scripts: tuple[Path, ...]
     host_scripts: tuple[Path, ...]
     skip: bool
+    bases: tuple[str, ...]  # base.source values the stage runs on
+
+    def runs_on(self, base_source: str) -> bool:
+        return not self.skip and base_source in self.bases
 
     def summary(self) -> str:
         parts = []
@@ -108,9 +114,12 @@ def _load(folder: Path, overlay_root: Path, templates_dir: Path) -> Stage:
     skip = data.get("skip", False)
     if not isinstance(skip, bool):
         raise fail("skip", skip)
+    bases = data.get("bases", list(BASES))
+    if not isinstance(bases, list) or not bases or not set(bases) <= set(BASES):
+        raise fail("bases", bases)
     return Stage(folder.name, folder, description, tuple(packages), overlay,
                  tuple(templates.items()), _scripts(file, folder, data, "chroot_scripts"),
-                 _scripts(file, folder, data, "host_scripts"), skip)
+                 _scripts(file, folder, data, "host_scripts"), skip, tuple(bases))
 
 
 def _scripts(file: Path, folder: Path, data: dict, key: str) -> tuple[Path, ...]:

@@ -16,6 +16,7 @@ from .run import run
 from .stages import Stage
 
 DIVERTED = ("/usr/sbin/update-initramfs", "/usr/bin/py3compile")
+FIRMWARE = "/boot/firmware"  # where Debian mounts the boot (FAT) partition
 NO_OP = "#!/bin/sh\n# ClusterLab build: postponed to the end of the build\nexit 0\n"
 BUILD_DPKG_CFG = "etc/dpkg/dpkg.cfg.d/clusterlab-build"
 # Unsafe I/O is safe here: a failed build throws the tree away. Our own files win over conffiles.
@@ -36,11 +37,15 @@ def prepare(tree: Path) -> None:
         stub.chmod(0o755)
 
 
-def apply_stage(tree: Path, stage: Stage, renderer: Renderer) -> None:
-    """Overlay, then templates (so package scripts see our settings), packages, scripts."""
+def apply_stage(tree: Path, stage: Stage, renderer: Renderer,
+                boot_mount: str = FIRMWARE) -> None:
+    """Overlay, then templates (so package scripts see our settings), packages, scripts.
+    Templates meant for /boot/firmware go where the base mounts its boot partition."""
     if stage.overlay:
         run(["cp", "-a", "--no-preserve=ownership", f"{stage.overlay}/.", str(tree)])
     for source, destination in stage.templates:
+        if destination.startswith(FIRMWARE + "/"):
+            destination = boot_mount + destination.removeprefix(FIRMWARE)
         target = tree / destination.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(renderer.render(source))
@@ -140,9 +145,9 @@ def set_mtimes(folder: Path, epoch: int) -> None:
     os.utime(folder, (epoch, epoch))
 
 
-def split_boot(tree: Path, bootfs: Path) -> None:
+def split_boot(tree: Path, bootfs: Path, boot_mount: str = FIRMWARE) -> None:
     """Move the FAT partition's content out of the tree; an empty mount point stays."""
-    firmware = tree / "boot/firmware"
+    firmware = tree / boot_mount.lstrip("/")
     bootfs.mkdir()
     for entry in sorted(firmware.iterdir()):
         shutil.move(str(entry), bootfs / entry.name)
