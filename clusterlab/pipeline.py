@@ -160,7 +160,8 @@ def _tree_layers(config: Config, project: Project, cache: layers.LayerCache, ren
         raw = downloaded.obtain(src, sha256, config.cache_dir)
         archive, boot_mount = [{"source": src.url, "sha256": sha256}], src.boot_mount
         disk_id = disk.disk_id(raw)
-        key = layers.key_of("base", builder, "download", sha256, boot_mount)
+        key = layers.key_of("base", builder, "download", sha256, boot_mount,
+                            layers.digest_files([package / "base/image.py"], package))
         with log.step(f"base: {src.url.rsplit('/', 1)[-1]}"):
             stack.append(_layer(cache, key, stack, lambda root, _: _make_downloaded_base(
                 raw, root, src, apt_cache), base=True))
