@@ -13,7 +13,6 @@ import hashlib
 import os
 import re
 import stat
-import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ElementTree
@@ -25,7 +24,6 @@ from . import card, disk, export, log
 from .errors import BuildError, UserError
 
 CHUNK = 4 << 20
-DECOMPRESSORS = {".xz": ["xz", "-dc", "-T0"], ".zst": ["zstd", "-dc"], ".gz": ["gzip", "-dc"]}
 HOSTNAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 SSH_KEY = re.compile(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-\S+@openssh\.com) \S+( .*)?")
 
@@ -71,7 +69,7 @@ def raw_name(image: Path) -> str:
     """foo.img for foo.img, foo.img.xz, foo.img.zst and foo.img.gz."""
     name = image.name
     suffix = Path(name).suffix
-    return name[:-len(suffix)] if suffix in DECOMPRESSORS else name
+    return name[:-len(suffix)] if suffix in export.DECOMPRESSORS else name
 
 
 def check_image(image: Path) -> None:
@@ -239,28 +237,6 @@ def confirm(target: Target, image: Path, yes: bool) -> None:
 
 # writing and verifying
 
-@contextlib.contextmanager
-def decompressed(image: Path):
-    """The raw image as a stream, decompressed on the fly by xz, zstd or gzip."""
-    command = DECOMPRESSORS.get(image.suffix)
-    if command is None:
-        with open(image, "rb") as stream:
-            yield stream
-        return
-    process = subprocess.Popen([*command, str(image)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    try:
-        yield process.stdout
-        process.stdout.close()
-        if process.wait() != 0:
-            raise BuildError(f"{image}: {command[0]} cannot decompress it: "
-                             f"{process.stderr.read().decode(errors='replace').strip()[-300:]}")
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
 def _read_exactly(stream, size: int) -> bytes:
     chunks, wanted = [], size
     while wanted:
@@ -391,7 +367,7 @@ def write_image(image: Path, target: Target) -> Result:
     except OSError as e:
         raise UserError(f"{target.path}: cannot open it for writing: {e.strerror}") from None
     try:
-        with decompressed(image) as stream:
+        with export.decompressed(image) as stream:
             if bmap:
                 _grow_file(fd, target, bmap.image_size)
                 written = write_mapped(stream, fd, bmap)

@@ -8,11 +8,10 @@ work on kernels without MBR partition scanning or vfat, like this project's buil
 
 import dataclasses
 import shutil
-import subprocess
 import zipfile
 from pathlib import Path
 
-from .. import disk, download, log
+from .. import disk, download, export, log
 from ..config import Config
 from ..errors import BuildError, UserError
 from ..run import run
@@ -20,7 +19,6 @@ from .presets import PRESETS
 
 FAT_TYPES = {"b", "c", "e", "6", "ef"}
 LINUX_TYPE = "83"
-DECOMPRESSORS = {".xz": ["xz", "-dc", "-T0"], ".gz": ["gzip", "-dc"]}
 CHUNK = 4 << 20
 
 
@@ -86,7 +84,7 @@ def _unpack(file: Path, name: str, target: Path) -> None:
     if name.endswith(".zip"):
         _unzip_one_image(file, target)
     elif name.endswith((".img.xz", ".img.gz")):
-        _decompress(file, target, DECOMPRESSORS[file.suffix])
+        _decompress(file, target)
     elif name.endswith(".img"):
         shutil.copyfile(file, target)
     else:
@@ -110,16 +108,12 @@ def _unzip_one_image(file: Path, target: Path) -> None:
                 bar.update(len(chunk))
 
 
-def _decompress(file: Path, target: Path, command: list[str]) -> None:
-    with open(target, "wb") as out, log.progress(None, "decompress") as bar:
-        process = subprocess.Popen([*command, str(file)], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE)
-        while chunk := process.stdout.read(CHUNK):
+def _decompress(file: Path, target: Path) -> None:
+    with export.decompressed(file) as stream, open(target, "wb") as out, \
+            log.progress(None, "decompress") as bar:
+        while chunk := stream.read(CHUNK):
             out.write(chunk)
             bar.update(len(chunk))
-        if process.wait() != 0:
-            raise UserError(f"{file.name}: {command[0]} cannot decompress it: "
-                            f"{process.stderr.read().decode(errors='replace').strip()[-300:]}")
 
 
 def extract(raw: Path, tree: Path, boot_mount: str, origin: str) -> None:

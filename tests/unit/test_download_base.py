@@ -10,7 +10,7 @@ import pytest
 
 from clusterlab import config
 from clusterlab.base import image, presets
-from clusterlab.errors import UserError
+from clusterlab.errors import BuildError, UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ def test_a_file_that_is_no_image_is_refused_and_not_kept(tmp_path):
         image.unpacked(junk, tmp_path / "out.img")
     broken = tmp_path / "broken.img.xz"
     broken.write_bytes(b"not xz at all")
-    with pytest.raises(UserError, match="cannot decompress"):
+    with pytest.raises(BuildError, match="cannot decompress"):
         image.unpacked(broken, tmp_path / "out2.img")
     assert not list(tmp_path.glob("out*"))
 
