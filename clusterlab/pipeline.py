@@ -255,7 +255,7 @@ def _make_base(config: Config, root: Path) -> None:
 def _make_downloaded_base(raw: Path, root: Path, src, apt_cache: Path) -> None:
     downloaded.extract(raw, root, src.boot_mount, src.url)
     # the vendor image ships without package lists: the stages install from its own sources
-    _in_chroot(root, apt_cache, lambda: (chroot.run_in(root, ["apt-get", "update"]),
+    _in_chroot(root, apt_cache, lambda: (chroot.run_in(root, tree.APT_UPDATE),
                                          tree.prepare(root)))
 
 

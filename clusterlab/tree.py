@@ -25,6 +25,7 @@ BUILD_DPKG_OPTIONS = "force-unsafe-io\nforce-confold\nforce-confdef\n"
 INITRAMFS_INPUTS = ("var/lib/dpkg/status", "etc/initramfs-tools", "etc/modprobe.d", "etc/fstab",
                     "etc/crypttab")
 APT_INSTALL = ["apt-get", "install", "--yes", "--no-install-recommends", "-o", "APT::Sandbox::User=root"]
+APT_UPDATE = ["apt-get", "update", "-o", "APT::Sandbox::User=root"]
 
 
 def prepare(tree: Path) -> None:
@@ -90,6 +91,8 @@ def _install_initramfs(tree: Path, kernel_version: str, cache: Path) -> None:
         log.info(f"initramfs for {kernel_version}: unchanged, taken from the cache")
         shutil.copy2(cached, tree / "boot" / name)
     else:
+        # a downloaded base image may bring one: -c (create) refuses to replace it
+        (tree / "boot" / name).unlink(missing_ok=True)
         with log.step(f"initramfs for {kernel_version} (once)"):
             chroot.run_in(tree, ["update-initramfs", "-c", "-k", kernel_version],
                           env={"SOURCE_DATE_EPOCH": str(kernel_time)})

@@ -128,6 +128,7 @@ def extract(raw: Path, tree: Path, boot_mount: str, origin: str) -> None:
     if boot is None:
         raise UserError(f"{origin}: no FAT boot partition in its partition table "
                         f"(partition types: {types})")
+    tree.mkdir(parents=True, exist_ok=True)
     with disk.mounted_ext4(raw, root) as mounted:
         # -a keeps permissions, owners, times, hard links, extended attributes and ACLs
         run(["cp", "-a", f"{mounted}/.", str(tree)])
