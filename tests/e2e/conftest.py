@@ -104,6 +104,8 @@ def make_card(image: Path, directory: Path, hostname: str, key: Path) -> Path:
     boot = disk.partitions(copy)[0]
     network = yaml.safe_load(disk.fat_read(copy, boot, "network-config"))
     network["ethernets"]["eth1"] = {"dhcp4": True}
+    # the switch has no LAN DHCP server: booting must not wait for an answer on eth0
+    network["ethernets"]["eth0"]["optional"] = True
     disk.fat_write(copy, boot, "network-config", yaml.safe_dump(network).encode())
     return copy
 
