@@ -303,6 +303,9 @@ def _parse_override(item: str) -> tuple[str, Any]:
         value = yaml.safe_load(text) if text else ""
     except yaml.YAMLError:
         value = text
+    if key in BY_KEY and isinstance(BY_KEY[key].default, str) and not isinstance(value, str) \
+            and not text.startswith(("[", "{")):
+        value = text  # a text setting keeps what was typed: a checksum of digits stays text
     parent, _, entry = key.rpartition(".")
     if key not in BY_KEY and parent in BY_KEY and BY_KEY[parent].merge:
         return parent, {entry: value}

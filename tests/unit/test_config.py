@@ -113,3 +113,10 @@ def test_cli_prints_effective_config(tmp_path):
     assert result.returncode == 0
     printed = yaml.safe_load(result.stdout)
     assert printed["hostname"] == "rack1" and printed["arch"] == "armhf"
+
+
+def test_a_text_setting_keeps_what_was_typed_even_when_it_looks_like_a_number():
+    digits = "0123456789" * 6 + "0123"
+    assert config.load([], [f"base.sha256={digits}"])["base.sha256"] == digits
+    with pytest.raises(UserError, match="base.sha256: expected 64 lower-case hex digits"):
+        config.load([], ["base.sha256=12"])
