@@ -57,6 +57,7 @@ def _int_between(low: int, high: int) -> Check:
 
 
 HOSTNAME = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+IPV4 = r"\d+\.\d+\.\d+\.\d+"
 USERNAME = r"[a-z_][a-z0-9_-]{0,31}"
 SSH_KEY = r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+( .*)?"
 
@@ -172,16 +173,16 @@ SETTINGS: list[Setting] = [
             "802.1Q VLAN id on the wired port that keeps the cluster's traffic off the LAN.",
             _int_between(1, 4094)),
     Setting("cluster.subnet", "192.168.200.0/24", "IPv4 subnet of the cluster's VLAN.",
-            _matches(r"\d+\.\d+\.\d+\.\d+/\d+", "an IPv4 network such as 192.168.200.0/24")),
+            _matches(IPV4 + r"/\d+", "an IPv4 network such as 192.168.200.0/24")),
     Setting("cluster.master_address", "",
             "Address the master takes in the VLAN; empty for the subnet's first.",
-            _matches(r"(\d+\.\d+\.\d+\.\d+)?", "an IPv4 address, or empty")),
+            _matches(f"({IPV4})?", "an IPv4 address, or empty")),
     Setting("cluster.dhcp_range", "192.168.200.20-192.168.200.200",
             "Addresses the master hands out by DHCP in the VLAN, FIRST-LAST.",
-            _matches(r"\d+\.\d+\.\d+\.\d+-\d+\.\d+\.\d+\.\d+", "FIRST-LAST addresses")),
+            _matches(f"{IPV4}-{IPV4}", "FIRST-LAST addresses")),
     Setting("cluster.probe_range", "192.168.200.240-192.168.200.250",
             "Temporary addresses a booting node listens from before it knows its role.",
-            _matches(r"\d+\.\d+\.\d+\.\d+-\d+\.\d+\.\d+\.\d+", "FIRST-LAST addresses")),
+            _matches(f"{IPV4}-{IPV4}", "FIRST-LAST addresses")),
     Setting("cluster.discovery_timeout", 15,
             "Seconds a booting node listens for a master before it claims the role itself.",
             _int_between(3, 600)),
