@@ -20,12 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from . import card, disk, export, log
+from . import card, config, disk, export, log
 from .errors import BuildError, UserError
 
 CHUNK = 4 << 20
-HOSTNAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
-SSH_KEY = re.compile(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-\S+@openssh\.com) \S+( .*)?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,15 +103,15 @@ def read_bmap(path: Path) -> BlockMap:
 def card_settings(hostname: str | None, user: str, ssh_key_file: Path | None,
                   user_data_file: Path | None) -> CardSettings:
     """Every per-card input checked before anything is written."""
-    if hostname is not None and not HOSTNAME.fullmatch(hostname):
+    if hostname is not None and not re.fullmatch(config.HOSTNAME, hostname):
         raise UserError(f"--hostname {hostname!r}: expected lower-case letters, digits and '-' "
                         "(at most 63, not starting or ending with '-')")
-    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+    if not re.fullmatch(config.USERNAME, user):
         raise UserError(f"--user {user!r}: expected a user name such as pi")
     key = None
     if ssh_key_file is not None:
         key = _read(ssh_key_file, "--ssh-key").strip()
-        if not SSH_KEY.fullmatch(key):
+        if not re.fullmatch(config.SSH_KEY, key):
             raise UserError(f"--ssh-key {ssh_key_file}: expected one OpenSSH public key "
                             "(ssh-ed25519 AAAA… comment); is it the private key?")
     user_data = None
@@ -179,20 +177,22 @@ def _first_line(path: Path) -> str:
         return ""
 
 
-def _whole_disk(device: Path) -> str:
-    """The name of the disk a block device is or belongs to: mmcblk0 for mmcblk0p2."""
-    rdev = device.stat().st_rdev
-    sys_path = Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}").resolve()
+def _disk_named(number: int) -> str | None:
+    """The disk a device number is or belongs to (mmcblk0 for mmcblk0p2); None if no block
+    device has it (a root in a container or on tmpfs)."""
+    sys_path = Path(f"/sys/dev/block/{os.major(number)}:{os.minor(number)}")
+    if not sys_path.exists():
+        return None
+    sys_path = sys_path.resolve()
     return sys_path.parent.name if (sys_path / "partition").exists() else sys_path.name
+
+
+def _whole_disk(device: Path) -> str | None:
+    return _disk_named(device.stat().st_rdev)
 
 
 def _root_disk() -> str | None:
-    dev = os.stat("/").st_dev
-    sys_path = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
-    if not sys_path.exists():
-        return None  # the root is not on a block device (a container, tmpfs)
-    sys_path = sys_path.resolve()
-    return sys_path.parent.name if (sys_path / "partition").exists() else sys_path.name
+    return _disk_named(os.stat("/").st_dev)
 
 
 def _mounts() -> list[tuple[str, str]]:
