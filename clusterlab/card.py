@@ -4,6 +4,7 @@ The seed files are parsed and dumped, never edited as text, so comments in them 
 result is always valid cloud-config.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -15,19 +16,25 @@ from .errors import UserError
 def personalize(image: Path, hostname: str | None = None, user: str | None = None,
                 ssh_key: str | None = None) -> None:
     """Set this card's hostname and/or add a passwordless-sudo user who logs in with ssh_key."""
-    boot = disk.partitions(image)[0]
     if hostname:
-        meta = _load(image, boot, "meta-data")
-        meta["local-hostname"] = hostname
-        disk.fat_write(image, boot, "meta-data", yaml.safe_dump(meta, sort_keys=False).encode())
+        edit(image, "meta-data", lambda meta: meta.update({"local-hostname": hostname}))
     if user and ssh_key:
-        user_data = _load(image, boot, "user-data")
-        user_data["users"] = [*(user_data.get("users") or []), {
-            "name": user, "groups": ["sudo", "docker"], "shell": "/bin/bash",
-            "sudo": "ALL=(ALL) NOPASSWD:ALL", "lock_passwd": True,
-            "ssh_authorized_keys": [ssh_key.strip()]}]
-        text = "#cloud-config\n" + yaml.safe_dump(user_data, sort_keys=False)
-        disk.fat_write(image, boot, "user-data", text.encode())
+        login = {"name": user, "groups": ["sudo", "docker"], "shell": "/bin/bash",
+                 "sudo": "ALL=(ALL) NOPASSWD:ALL", "lock_passwd": True,
+                 "ssh_authorized_keys": [ssh_key.strip()]}
+        edit(image, "user-data",
+             lambda data: data.update(users=[*(data.get("users") or []), login]))
+
+
+def edit(image: Path, name: str, change: Callable[[dict], None]) -> None:
+    """Apply change to the seed file name (parsed as a mapping) and write it back."""
+    boot = disk.partitions(image)[0]
+    data = _load(image, boot, name)
+    change(data)
+    # cloud-init reads user-data as cloud-config only behind its header line
+    header = "#cloud-config\n" if name == "user-data" else ""
+    text = header + yaml.safe_dump(data, sort_keys=False)
+    disk.fat_write(image, boot, name, text.encode())
 
 
 def _load(image: Path, boot: disk.Partition, name: str) -> dict:

@@ -8,16 +8,15 @@ port, eth0, is on the switch, where the nodes find each other in their VLAN.
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from clusterlab import card, disk, qemu
+from clusterlab import card, qemu
+from localnet import free_port
 
 from vswitch import running as switch_running  # tests/e2e is on sys.path (conftest)
 
@@ -75,12 +74,6 @@ class Cluster:
         return time.monotonic() - start
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def image(tmp_path_factory) -> Path:
     """The default image, built with the project's own command (zstd: the test needs the raw
@@ -101,12 +94,13 @@ def make_card(image: Path, directory: Path, hostname: str, key: Path) -> Path:
     subprocess.run(["cp", "--sparse=always", str(image), str(copy)], check=True)
     card.personalize(copy, hostname=hostname, user=USER,
                      ssh_key=key.with_suffix(".pub").read_text())
-    boot = disk.partitions(copy)[0]
-    network = yaml.safe_load(disk.fat_read(copy, boot, "network-config"))
-    network["ethernets"]["eth1"] = {"dhcp4": True}
-    # the switch has no LAN DHCP server: booting must not wait for an answer on eth0
-    network["ethernets"]["eth0"]["optional"] = True
-    disk.fat_write(copy, boot, "network-config", yaml.safe_dump(network).encode())
+
+    def second_port_and_no_lan_wait(network: dict) -> None:
+        network["ethernets"]["eth1"] = {"dhcp4": True}
+        # the switch has no LAN DHCP server: booting must not wait for an answer on eth0
+        network["ethernets"]["eth0"]["optional"] = True
+
+    card.edit(copy, "network-config", second_port_and_no_lan_wait)
     return copy
 
 

@@ -74,14 +74,35 @@ def test_health_passes_on_every_node(cluster):
         assert result.returncode == 0 and "FAIL" not in result.stdout, result.stdout
 
 
-def test_a_rebooted_worker_rejoins_as_a_worker(cluster):
-    worker = cluster.workers[-1]
-    worker.run("sudo systemctl reboot")
+def reboot(cluster, node) -> float:
+    """Reboot node; seconds from its coming back on SSH until every node is healthy again."""
+    node.run("sudo systemctl reboot")
     time.sleep(20)  # until it has gone down
     start = time.monotonic()
-    worker.vm.wait_for_ssh("tester", worker.key, 1200)
-    cluster.wait_healthy([worker, cluster.master])
-    cluster.figures["worker reboot to healthy again"] = time.monotonic() - start
+    node.vm.wait_for_ssh("tester", node.key, 1200)
+    cluster.wait_healthy(cluster.nodes)
+    return time.monotonic() - start
+
+
+def ready_swarm_nodes(master) -> list[str]:
+    listing = master.sh("sudo docker node ls --format '{{.Hostname}} {{.Status}}'")
+    return sorted(line.split()[0] for line in listing.splitlines() if line.endswith(" Ready"))
+
+
+def test_a_rebooted_worker_rejoins_as_a_worker(cluster):
+    worker = cluster.workers[-1]
+    cluster.figures["worker reboot to healthy again"] = reboot(cluster, worker)
     assert worker.role() == "worker"
-    ready = cluster.master.sh("sudo docker node ls --format '{{.Hostname}} {{.Status}}'")
-    assert f"{worker.name} Ready" in ready.splitlines()
+    assert worker.name in ready_swarm_nodes(cluster.master)
+
+
+def test_a_rebooted_master_comes_back_as_master_and_the_cluster_recovers(cluster):
+    master = cluster.master
+    lease_holders = sorted(w.name for w in cluster.workers)
+    cluster.figures["master reboot to healthy again"] = reboot(cluster, master)
+    assert master.role() == "master"
+    assert sorted(w.name for w in cluster.workers) == lease_holders
+    assert "192.168.200.1/24" in master.sh("ip -br addr show vlan200")
+    assert ready_swarm_nodes(master) == sorted(n.name for n in cluster.nodes)
+    leader = master.sh("sudo docker node ls --format '{{.Hostname}} {{.ManagerStatus}}'")
+    assert f"{master.name} Leader" in leader.splitlines()

@@ -1,6 +1,5 @@
 """Boot a card flashed from the built image by `build.py flash` (hostname, test key), in QEMU."""
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -8,17 +7,12 @@ from pathlib import Path
 import pytest
 
 from clusterlab import disk, qemu
+from localnet import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.boot]
 ROOT = Path(__file__).resolve().parents[2]
 GROWTH = 1 << 30
 BOOT_TIMEOUT = 900  # TCG emulation on 2 cores: about 2 minutes normally
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,8 @@ import hashlib
 import http.server
 import json
 import re
-import socket
 import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 
@@ -17,6 +15,8 @@ import pytest
 
 from clusterlab import disk, export, qemu
 from clusterlab.base import image
+import localnet
+from localnet import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,15 +34,9 @@ def served(built, tmp_path_factory):
     (folder / "base.img.xz").hardlink_to(built["xz"])
     with zipfile.ZipFile(folder / "base.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
         z.write(built["img"], "clusterlab.img")
-    handler = functools.partial(LoggingHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.requests = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    server.folder = folder
-    yield server
-    server.shutdown()
-    server.server_close()
+    with localnet.http_server(functools.partial(LoggingHandler, directory=str(folder))) as server:
+        server.folder = folder
+        yield server
 
 
 def build(out: Path, url: str, sha256: str) -> subprocess.CompletedProcess:
@@ -97,12 +91,6 @@ def test_a_zipped_base_unpacks_to_the_same_image(served, built, tmp_path):
     raw = image.obtain(src, src.sha256, tmp_path)
     digest = hashlib.sha256(raw.read_bytes()).hexdigest()
     assert digest == export.sha256_of(built["img"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_image_built_on_the_downloaded_base_boots(on_download, tmp_path):

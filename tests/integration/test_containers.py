@@ -18,15 +18,10 @@ import pytest
 from clusterlab import disk
 from clusterlab.containers import archive, bake, debian, registry, spec
 from clusterlab.errors import BuildError
+from localnet import free_port
 
 pytestmark = pytest.mark.integration
 EPOCH = 1_700_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(check, what: str, timeout: float = 60) -> None:

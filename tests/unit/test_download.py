@@ -6,12 +6,13 @@ import http.server
 import os
 import re
 import socket
-import threading
 
 import pytest
 
 from clusterlab import download
 from clusterlab.errors import UserError
+
+import localnet
 
 CONTENT = os.urandom(3 << 20) + b"end"
 DIGEST = hashlib.sha256(CONTENT).hexdigest()
@@ -59,14 +60,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.requests, httpd.drops = [], 0
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with localnet.http_server(Handler) as httpd:
+        httpd.drops = 0
+        yield httpd
 
 
 def test_a_download_is_verified_and_kept_under_its_checksum(server, tmp_path):
