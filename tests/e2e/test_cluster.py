@@ -106,3 +106,25 @@ def test_a_rebooted_master_comes_back_as_master_and_the_cluster_recovers(cluster
     assert ready_swarm_nodes(master) == sorted(n.name for n in cluster.nodes)
     leader = master.sh("sudo docker node ls --format '{{.Hostname}} {{.ManagerStatus}}'")
     assert f"{master.name} Leader" in leader.splitlines()
+
+
+MASTER_LATE = 60  # seconds: longer than a new node's discovery wait, shorter than a worker's
+
+
+def test_a_restarted_cluster_keeps_its_master_even_when_the_master_comes_up_last(cluster):
+    """All nodes restart (a power strip switched off and on), the master's card the slowest:
+    the workers must wait for it rather than take over."""
+    master, workers = cluster.master, cluster.workers
+    for worker in workers:
+        worker.run("sudo systemctl reboot")
+    time.sleep(MASTER_LATE)
+    master.run("sudo systemctl reboot")
+    time.sleep(20)  # until it has gone down
+    start = time.monotonic()
+    for node in cluster.nodes:
+        node.vm.wait_for_ssh("tester", node.key, 1200)
+    cluster.wait_healthy(cluster.nodes)
+    cluster.figures["whole cluster restart to healthy again"] = time.monotonic() - start
+    assert master.role() == "master"
+    assert sorted(w.name for w in cluster.workers) == sorted(w.name for w in workers)
+    assert ready_swarm_nodes(master) == sorted(n.name for n in cluster.nodes)

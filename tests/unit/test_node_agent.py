@@ -67,21 +67,42 @@ def test_browse_output_gives_this_clusters_masters_on_the_vlan_only():
 
 def test_a_node_that_sees_a_master_becomes_a_worker():
     masters = election.masters_of(election.parse_browse(BROWSE), "lab", "eth0.200")
-    assert election.first_decision(masters) == "worker"
-    assert election.first_decision([]) == "claim"
+    assert election.first_decision(masters, "ccc") == "worker"
+    assert election.first_decision([], "ccc") == "claim"
 
 
-def announcement(node_id: str) -> election.Announcement:
+def test_a_rebooted_master_that_hears_only_itself_claims_again():
+    masters = election.masters_of(election.parse_browse(BROWSE), "lab", "eth0.200")
+    assert election.first_decision(masters, "bbb") == "claim"
+
+
+def announcement(node_id: str, was: str = "") -> election.Announcement:
     return election.Announcement("eth0.200", f"m-{node_id}", "192.168.200.1", 8500,
-                                 {"role": "master", "cluster": "lab", "id": node_id})
+                                 {"role": "master", "cluster": "lab", "id": node_id, "was": was})
 
 
-def test_simultaneous_claims_leave_exactly_one_master():
+def test_of_simultaneous_claims_of_new_nodes_only_the_lowest_id_stays_master():
     ids = ["c3", "a1", "b2"]
     seen = [announcement(i) for i in ids]
-    keepers = [i for i in ids if election.keep_master_role(seen, i)]
+    keepers = [i for i in ids if election.keep_master_role(seen, i, "")]
     assert keepers == ["a1"]
-    assert election.keep_master_role([announcement("a1")], "a1")  # alone: stays
+    assert election.keep_master_role([announcement("a1")], "a1", "")  # alone: stays
+
+
+def test_of_simultaneous_claims_the_former_master_stays_whatever_its_id():
+    seen = [announcement("a1", "worker"), announcement("z9", "master"), announcement("b2")]
+    keepers = [a.node_id for a in seen if election.keep_master_role(seen, a.node_id,
+                                                                     a.txt["was"])]
+    assert keepers == ["z9"]
+
+
+def test_the_former_master_claims_first_and_a_former_worker_waits_for_it():
+    master = election.discovery_wait(15, "z9", "master")
+    new = election.discovery_wait(15, "a1", "")
+    worker = election.discovery_wait(15, "a1", "worker")
+    assert master == 15
+    assert 15 <= new <= 15 + election.MAX_JITTER
+    assert worker == new + election.FORMER_WORKER_GRACE
 
 
 def test_jitter_differs_between_nodes_and_stays_in_bounds():
@@ -142,3 +163,11 @@ def test_a_worker_needs_an_address_from_dhcp():
                   swarm_nodes=None)
     assert failed(healthy(**worker, dynamic=True)) == []
     assert failed(healthy(**worker, dynamic=False)) == ["address"]
+
+
+def test_a_worker_stays_only_in_the_swarm_of_the_current_manager():
+    member = {"LocalNodeState": "active", "RemoteManagers": [{"NodeID": "m1", "Addr": "x:2377"}]}
+    assert election.in_swarm_of(member, "m1")
+    assert not election.in_swarm_of(member, "m2")  # the master changed: leave, join anew
+    assert not election.in_swarm_of({**member, "LocalNodeState": "pending"}, "m1")
+    assert not election.in_swarm_of({"LocalNodeState": "inactive", "RemoteManagers": None}, "m1")

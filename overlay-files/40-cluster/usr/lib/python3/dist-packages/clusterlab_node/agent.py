@@ -11,10 +11,15 @@ from . import election, system
 from .settings import Settings
 
 ROLE_FILE = system.RUNTIME / "role"
+# the role whose Consul and Swarm state this node holds (kept across reboots)
+HELD_ROLE_FILE = system.STATE / "role"
 CONSUL_IMAGE = "clusterlab/consul:1.8.7"
 ANNOUNCED_PORT = 8500  # the master's Consul UI and API
 SETTLE = 10  # seconds from announcing to checking for rival masters (mDNS is slow emulated)
 JOIN_TIMEOUT = 600
+SWARM_SETTLE = 60  # seconds a swarm member may take to reach its manager at start-up
+TOKEN_KEY = "/v1/kv/clusterlab/swarm/worker-token"
+MANAGER_KEY = "/v1/kv/clusterlab/swarm/manager"  # the manager's Swarm node id
 
 
 def node_id() -> str:
@@ -25,15 +30,15 @@ def join_network(s: Settings) -> str:
     """VLAN, discovery, then the master address or one by DHCP; return the role. Runs before
     Docker starts: a node in a swarm finds its manager at start-up, so the VLAN address must
     be there first."""
-    me = node_id()
+    me, last_role = node_id(), held_role()
     system.vlan_up(s.interface or system.wired_interface(), s.vlan_interface, s.vlan_id)
     system.restrict_avahi(s.vlan_interface)
     probe = _take_probe_address(s, me)
-    masters = _discover(s, me)
+    masters = _discover(s, me, last_role)
     role = "worker"
-    if election.first_decision(masters) == "claim":
+    if election.first_decision(masters, me) == "claim":
         if system.address_free(s.master_address, s.vlan_interface):
-            role = _claim(s, me, probe)
+            role = _claim(s, me, last_role, probe)
         else:
             system.log(f"{s.master_address} is taken: another node is claiming master")
     if role == "worker":
@@ -47,6 +52,9 @@ def join_network(s: Settings) -> str:
 def start_services(s: Settings) -> str:
     """Consul and Swarm for the role join_network chose this boot; return the role."""
     role = current_role()
+    if held_role() not in ("", role):
+        system.log(f"was {held_role()}, now {role}: leaving the old swarm, clearing Consul")
+        system.forget_cluster_state()
     if role == "master":
         _consul_server(s)
         _swarm_init(s)
@@ -60,12 +68,19 @@ def start_services(s: Settings) -> str:
     else:
         raise system.CommandError("the node has no role yet: see "
                                   "`systemctl status clusterlab-network.service`")
+    system.STATE.mkdir(parents=True, exist_ok=True)
+    HELD_ROLE_FILE.write_text(role + "\n")
     return role
 
 
 def current_role() -> str:
     """This boot's role (the file is under /run, so a reboot starts without one)."""
     return ROLE_FILE.read_text().strip() if ROLE_FILE.exists() else ""
+
+
+def held_role() -> str:
+    """The role this node ran Consul and Swarm for last ("" on a new node)."""
+    return HELD_ROLE_FILE.read_text().strip() if HELD_ROLE_FILE.exists() else ""
 
 
 def _take_probe_address(s: Settings, me: str) -> ipaddress.IPv4Address:
@@ -78,9 +93,9 @@ def _take_probe_address(s: Settings, me: str) -> ipaddress.IPv4Address:
                               "is taken")
 
 
-def _discover(s: Settings, me: str) -> list[election.Announcement]:
-    """Listen for a master until the discovery timeout (plus this node's jitter) runs out."""
-    deadline = time.monotonic() + s.discovery_timeout + election.jitter(me)
+def _discover(s: Settings, me: str, last_role: str) -> list[election.Announcement]:
+    """Listen for a master until this node's discovery wait runs out."""
+    deadline = time.monotonic() + election.discovery_wait(s.discovery_timeout, me, last_role)
     while True:
         masters = election.masters_of(system.browse(), s.cluster, s.vlan_interface)
         if masters or time.monotonic() > deadline:
@@ -89,14 +104,14 @@ def _discover(s: Settings, me: str) -> list[election.Announcement]:
         time.sleep(1)
 
 
-def _claim(s: Settings, me: str, probe: ipaddress.IPv4Address) -> str:
+def _claim(s: Settings, me: str, last_role: str, probe: ipaddress.IPv4Address) -> str:
     # the probe goes first: removing a subnet's first (primary) address removes the others too
     system.remove_address(s.vlan_interface, probe, s.subnet.prefixlen)
     system.add_address(s.vlan_interface, s.master_address, s.subnet.prefixlen)
-    system.publish(s.cluster, me, ANNOUNCED_PORT)
+    system.publish(s.cluster, me, last_role, ANNOUNCED_PORT)
     time.sleep(SETTLE)
     masters = election.masters_of(system.browse(), s.cluster, s.vlan_interface)
-    if not election.keep_master_role(masters, me):
+    if not election.keep_master_role(masters, me, last_role):
         system.log("another node claimed master with a lower id: stepping down")
         system.unpublish()
         system.remove_address(s.vlan_interface, s.master_address, s.subnet.prefixlen)
@@ -130,17 +145,32 @@ def _swarm_init(s: Settings) -> None:
         system.docker("swarm", "init", "--advertise-addr", str(s.master_address),
                       "--listen-addr", f"{s.master_address}:2377")
     token = system.docker("swarm", "join-token", "--quiet", "worker").stdout.strip()
-    _wait(lambda: system.consul_put("/v1/kv/clusterlab/swarm/worker-token", token),
-          "storing the Swarm join token in Consul")
+    _wait(lambda: system.consul_put(TOKEN_KEY, token), "storing the Swarm join token in Consul")
+    manager = system.swarm_info()["NodeID"]
+    _wait(lambda: system.consul_put(MANAGER_KEY, manager), "storing the Swarm manager in Consul")
 
 
 def _swarm_join(s: Settings, address: ipaddress.IPv4Address) -> None:
-    if system.swarm_info().get("LocalNodeState") == "active":
+    token = _wait(lambda: system.consul_get(f"{TOKEN_KEY}?raw"), "the Swarm join token in Consul")
+    manager = _wait(lambda: system.consul_get(f"{MANAGER_KEY}?raw"), "the Swarm manager in Consul")
+    info = _settled_swarm_info()
+    if election.in_swarm_of(info, manager.decode().strip()):
         return
-    raw = _wait(lambda: system.consul_get("/v1/kv/clusterlab/swarm/worker-token?raw"),
-                "the Swarm join token in Consul")
-    system.docker("swarm", "join", "--token", raw.decode().strip(), "--advertise-addr",
+    if info.get("LocalNodeState", "inactive") != "inactive":
+        system.log("member of another swarm (its manager is gone): leaving it")
+        system.docker("swarm", "leave", "--force")
+    system.docker("swarm", "join", "--token", token.decode().strip(), "--advertise-addr",
                   str(address), f"{s.master_address}:2377")
+
+
+def _settled_swarm_info() -> dict:
+    """Docker's swarm state once it has stopped connecting (a member reaches its manager in
+    seconds; one that cannot stays pending)."""
+    deadline = time.monotonic() + SWARM_SETTLE
+    while (info := system.swarm_info()).get("LocalNodeState") == "pending" \
+            and time.monotonic() < deadline:
+        time.sleep(2)
+    return info
 
 
 def _wait(check, what: str):

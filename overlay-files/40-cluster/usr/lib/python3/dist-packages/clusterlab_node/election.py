@@ -1,9 +1,10 @@
 """Who is master: decisions as plain functions of what the node saw, so they can be tested.
 
 The procedure (run by the agent): listen for a master's announcement for a while (the discovery
-timeout plus a wait that differs from node to node); one seen: be a worker. None: claim the
-master address, announce, listen once more; if other masters announced themselves meanwhile,
-the one with the lowest node id stays master and the others step down and become workers.
+timeout plus a wait that differs from node to node, longer for a node that was a worker before);
+one seen: be a worker. None: claim the master address, announce, listen once more; if other
+masters announced themselves meanwhile, the one that was master before, else the one with the
+lowest node id, stays master and the others step down and become workers.
 """
 
 import dataclasses
@@ -12,6 +13,7 @@ import ipaddress
 
 SERVICE_TYPE = "_clusterlab._tcp"
 MAX_JITTER = 10.0  # seconds
+FORMER_WORKER_GRACE = 120.0  # seconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,15 +71,31 @@ def masters_of(announcements: list[Announcement], cluster: str, interface: str) 
             and a.txt.get("cluster") == cluster and a.txt.get("role") == "master"]
 
 
-def first_decision(masters: list[Announcement]) -> str:
-    """Before claiming: 'worker' when a master is already there, else 'claim'."""
-    return "worker" if masters else "claim"
+def discovery_wait(timeout: float, node_id: str, last_role: str) -> float:
+    """Seconds to listen for a master before claiming the role. The node that was master before
+    listens the plain timeout, so that after a power cut it is master again; a new node adds its
+    jitter; a former worker also gives the master time to come up (a slower card, a later
+    plug) before it would take over."""
+    if last_role == "master":
+        return timeout
+    wait = timeout + jitter(node_id)
+    return wait + FORMER_WORKER_GRACE if last_role == "worker" else wait
 
 
-def keep_master_role(masters: list[Announcement], my_id: str) -> bool:
-    """After announcing: several nodes may have claimed at once; the lowest id stays."""
-    rivals = [m.node_id for m in masters if m.node_id and m.node_id != my_id]
-    return all(my_id < rival for rival in rivals)
+def first_decision(masters: list[Announcement], my_id: str) -> str:
+    """Before claiming: 'worker' when another node is master already, else 'claim' (this node's
+    own announcement can only be a leftover from before it rebooted)."""
+    return "worker" if any(m.node_id != my_id for m in masters) else "claim"
+
+
+def keep_master_role(masters: list[Announcement], my_id: str, my_last_role: str) -> bool:
+    """After announcing: several nodes may have claimed at once. The one that was master before
+    stays (its Consul and Swarm hold the cluster's state); otherwise the lowest id."""
+    def rank(last_role: str, node_id: str) -> tuple[bool, str]:
+        return last_role != "master", node_id
+    rivals = [rank(m.txt.get("was", ""), m.node_id)
+              for m in masters if m.node_id and m.node_id != my_id]
+    return all(rank(my_last_role, my_id) < rival for rival in rivals)
 
 
 def jitter(node_id: str) -> float:
@@ -93,3 +111,10 @@ def probe_candidates(low: ipaddress.IPv4Address, high: ipaddress.IPv4Address,
     size = int(high) - int(low) + 1
     start = int(hashlib.sha256(node_id.encode()).hexdigest()[:8], 16) % size
     return [ipaddress.IPv4Address(int(low) + (start + i) % size) for i in range(size)]
+
+
+def in_swarm_of(swarm: dict, manager_id: str) -> bool:
+    """Whether Docker's swarm state (`docker info` .Swarm) is an active membership of the swarm
+    this manager leads (a node can still hold the swarm of a master that is gone)."""
+    managers = {m.get("NodeID") for m in swarm.get("RemoteManagers") or []}
+    return swarm.get("LocalNodeState") == "active" and manager_id in managers

@@ -4,6 +4,7 @@ commands; the decisions are elsewhere."""
 
 import ipaddress
 import json
+import shutil
 import subprocess
 import time
 import urllib.error
@@ -110,7 +111,9 @@ def dhcp_client(interface: str, timeout: float = 120) -> ipaddress.IPv4Address:
 # discovery
 
 def restrict_avahi(interface: str) -> None:
-    """Announce and browse only on the cluster's VLAN, never on the LAN."""
+    """Announce and browse only on the cluster's VLAN, never on the LAN; start announcing
+    nothing (a master's announcement left from before a reboot would make it find itself)."""
+    AVAHI_SERVICE.unlink(missing_ok=True)
     lines = AVAHI_CONFIG.read_text().splitlines()
     lines = [line for line in lines if not line.lstrip("#").strip().startswith("allow-interfaces")]
     at = next(i for i, line in enumerate(lines) if line.strip() == "[server]") + 1
@@ -125,7 +128,7 @@ def browse() -> list[election.Announcement]:
     return election.parse_browse(result.stdout)
 
 
-def publish(cluster: str, node_id: str, port: int) -> None:
+def publish(cluster: str, node_id: str, last_role: str, port: int) -> None:
     AVAHI_SERVICE.write_text(
         '<?xml version="1.0" standalone="no"?>\n'
         '<!DOCTYPE service-group SYSTEM "avahi-service.dtd">\n'
@@ -134,7 +137,8 @@ def publish(cluster: str, node_id: str, port: int) -> None:
         f"  <service>\n    <type>{election.SERVICE_TYPE}</type>\n    <port>{port}</port>\n"
         f"    <txt-record>cluster={cluster}</txt-record>\n"
         "    <txt-record>role=master</txt-record>\n"
-        f"    <txt-record>id={node_id}</txt-record>\n  </service>\n</service-group>\n")
+        f"    <txt-record>id={node_id}</txt-record>\n"
+        f"    <txt-record>was={last_role}</txt-record>\n  </service>\n</service-group>\n")
     run("systemctl", "reload-or-restart", "avahi-daemon.service")
 
 
@@ -181,6 +185,13 @@ def consul_container(image: str, args: list[str]) -> None:
     docker("run", "--detach", "--name", "consul", "--restart", "unless-stopped",
            "--network", "host", "--volume", f"{STATE / 'consul'}:/var/lib/consul",
            image, *args)
+
+
+def forget_cluster_state() -> None:
+    """Leave the swarm and drop Consul's data: both belong to the role this node had before."""
+    docker("rm", "--force", "consul", check=False)
+    docker("swarm", "leave", "--force", check=False)
+    shutil.rmtree(STATE / "consul", ignore_errors=True)
 
 
 def consul_get(path: str, timeout: float = 5) -> bytes | None:
