@@ -55,8 +55,16 @@ def template_variables(config: Config, image_version: str) -> dict:
     return {"config": config.nested(), "version": image_version, "arch": config["arch"],
             "boot_label": disk.BOOT_LABEL, "root_label": disk.ROOT_LABEL,
             "consoles": CONSOLES[config["arch"]], "kernel_package": KERNEL_PACKAGES[config["arch"]],
+            "boot_mount": boot_mount_of(config),
             "gossip_key": config["cluster.gossip_key"] or derived_gossip_key(image_version,
                                                                              config["arch"])}
+
+
+def boot_mount_of(config: Config) -> str:
+    """Where the image mounts its boot partition: Debian's place, or the downloaded base's."""
+    if config["base.source"] == "download":
+        return downloaded.source(config).boot_mount
+    return tree.FIRMWARE
 
 
 def derived_gossip_key(image_version: str, arch: str) -> str:
@@ -153,12 +161,12 @@ def _tree_layers(config: Config, project: Project, cache: layers.LayerCache, ren
     builder = layers.digest_files([package / "tree.py", package / "chroot.py",
                                    package / "base/debian.py"], package)
     stack: list[Path] = []
-    boot_mount, disk_id = "/boot/firmware", None
+    boot_mount, disk_id = boot_mount_of(config), None
     if config["base.source"] == "download":
         src = downloaded.source(config)
         sha256 = downloaded.checksum(src)
         raw = downloaded.obtain(src, sha256, config.cache_dir)
-        archive, boot_mount = [{"source": src.url, "sha256": sha256}], src.boot_mount
+        archive = [{"source": src.url, "sha256": sha256}]
         disk_id = disk.disk_id(raw)
         key = layers.key_of("base", builder, "download", sha256, boot_mount,
                             layers.digest_files([package / "base/image.py"], package))

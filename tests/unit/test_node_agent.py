@@ -48,6 +48,15 @@ def test_bad_settings_name_the_key(document, key):
         parse(document, "card.yaml")
 
 
+def test_settings_are_read_from_wherever_the_base_mounts_the_boot_partition(tmp_path, monkeypatch):
+    firmware, boot = tmp_path / "boot/firmware/clusterlab.yaml", tmp_path / "boot/clusterlab.yaml"
+    monkeypatch.setattr(settings, "PLACES", (firmware, boot))
+    assert settings.default_path() == firmware  # neither there: the error names Debian's place
+    boot.parent.mkdir(parents=True)
+    boot.write_text(f"cluster: hypriot\ngossip_key: {KEY}\n")
+    assert settings.load(settings.default_path()).cluster == "hypriot"
+
+
 BROWSE = "\n".join([
     "+;eth0.200;IPv4;clusterlab-master;_clusterlab._tcp;local",
     '=;eth0.200;IPv4;clusterlab-master;_clusterlab._tcp;local;n1.local;192.168.200.1;8500;'

@@ -113,6 +113,15 @@ def test_fstab_and_firmware_settings_use_the_partition_labels():
     assert 'ROOTPART="LABEL=CL_ROOT"' in render.render("etc/raspi-firmware.j2")
 
 
+def test_cloud_init_reads_its_seed_where_the_base_mounts_the_boot_partition():
+    def seed(overrides):
+        cloud_cfg = renderer_for(overrides).render("etc/cloud-clusterlab.cfg.j2")
+        return yaml.safe_load(cloud_cfg)["datasource"]["NoCloud"]["seedfrom"]
+    assert seed([]) == "file:///boot/firmware/"
+    assert seed(["base.source=download", "base.preset=hypriotos-1.12.3", "arch=armhf"]) \
+        == "file:///boot/"
+
+
 def test_armhf_selects_the_armmp_kernel():
     render = renderer_for(["arch=armhf"])
     assert render.render_string("{{ kernel_package }}", "test") == "linux-image-armmp"

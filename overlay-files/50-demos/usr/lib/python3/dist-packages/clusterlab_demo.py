@@ -103,7 +103,7 @@ def webserver() -> None:
 # use case B
 
 def loadbalancing() -> None:
-    s = node_settings.load()
+    s = node_settings.load(node_settings.default_path())
     directory = DEMOS / "loadbalancing"
     docker("stack", "deploy", "--compose-file", str(directory / "stack.yml"), STACK,
            env={"CONSUL_DNS": f"{s.master_address}:8600"})

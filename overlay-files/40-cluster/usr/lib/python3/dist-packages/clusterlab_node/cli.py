@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clusterlab-node",
                                      description="Join this node to its ClusterLab cluster.")
     parser.add_argument("command", choices=["network", "start", "status", "health", "register"])
-    parser.add_argument("--settings", type=Path, default=settings.PATH)
+    parser.add_argument("--settings", type=Path, default=settings.default_path())
     args = parser.parse_args(argv)
     try:
         s = settings.load(args.settings)

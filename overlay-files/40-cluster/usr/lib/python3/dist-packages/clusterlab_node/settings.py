@@ -1,4 +1,4 @@
-"""The node's cluster settings: /boot/firmware/clusterlab.yaml, rendered at build time from the
+"""The node's cluster settings: clusterlab.yaml on the boot partition, rendered at build time from the
 build config and editable on the card. Read and checked once, with errors that name the key."""
 
 import dataclasses
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import yaml
 
-PATH = Path("/boot/firmware/clusterlab.yaml")
+# Debian and newer Raspberry Pi OS mount the boot partition at /boot/firmware, HypriotOS and
+# older Raspberry Pi OS at /boot
+PLACES = (Path("/boot/firmware/clusterlab.yaml"), Path("/boot/clusterlab.yaml"))
 
 
 class SettingsError(ValueError):
@@ -40,7 +42,11 @@ DEFAULTS = {"cluster": "clusterlab", "interface": "", "vlan_id": 200,
             "gossip_key": None}
 
 
-def load(path: Path = PATH) -> Settings:
+def default_path() -> Path:
+    return next((place for place in PLACES if place.exists()), PLACES[0])
+
+
+def load(path: Path) -> Settings:
     try:
         document = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
