@@ -51,9 +51,9 @@ def join_network(s: Settings) -> str:
 
 def start_services(s: Settings) -> str:
     """Consul and Swarm for the role join_network chose this boot; return the role."""
-    role = current_role()
-    if held_role() not in ("", role):
-        system.log(f"was {held_role()}, now {role}: leaving the old swarm, clearing Consul")
+    role, held = current_role(), held_role()
+    if held not in ("", role):
+        system.log(f"was {held}, now {role}: leaving the old swarm, clearing Consul")
         system.forget_cluster_state()
     if role == "master":
         _consul_server(s)
