@@ -42,6 +42,27 @@ class Node:
     def role(self) -> str:
         return self.sh("cat /run/clusterlab/role 2>/dev/null || true")
 
+    def boot_id(self) -> str:
+        return self.sh("cat /proc/sys/kernel/random/boot_id")
+
+    def reboot(self) -> str:
+        """Start a reboot; return the boot id it had, for wait_rebooted."""
+        old_boot = self.boot_id()
+        self.run("sudo systemctl reboot")
+        return old_boot
+
+    def wait_rebooted(self, old_boot: str) -> None:
+        """Until SSH answers from the new boot (the old one answers while it shuts down)."""
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while time.monotonic() < deadline:
+            self.vm.wait_for_ssh(USER, self.key, max(deadline - time.monotonic(), 1))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                if self.run("cat /proc/sys/kernel/random/boot_id", 30).stdout.strip() \
+                        not in ("", old_boot):
+                    return
+            time.sleep(3)
+        pytest.fail(f"{self.name} did not come back from its reboot within {BOOT_TIMEOUT} s")
+
 
 class Cluster:
     def __init__(self, nodes: list[Node]):
