@@ -85,24 +85,37 @@ def test_a_rebooted_master_that_hears_only_itself_claims_again():
     assert election.first_decision(masters, "bbb") == "claim"
 
 
-def announcement(node_id: str, was: str = "") -> election.Announcement:
-    return election.Announcement("eth0.200", f"m-{node_id}", "192.168.200.1", 8500,
-                                 {"role": "master", "cluster": "lab", "id": node_id, "was": was})
+def announcement(node_id: str, was: str = "", role: str = "candidate") -> election.Announcement:
+    return election.Announcement("eth0.200", f"{role}-{node_id}", "192.168.200.241", 8500,
+                                 {"role": role, "cluster": "lab", "id": node_id, "was": was})
 
 
-def test_of_simultaneous_claims_of_new_nodes_only_the_lowest_id_stays_master():
+def test_of_candidates_standing_together_only_the_lowest_id_wins():
     ids = ["c3", "a1", "b2"]
-    seen = [announcement(i) for i in ids]
-    keepers = [i for i in ids if election.keep_master_role(seen, i, "")]
-    assert keepers == ["a1"]
-    assert election.keep_master_role([announcement("a1")], "a1", "")  # alone: stays
+    heard = [announcement(i) for i in ids]
+    winners = [i for i in ids if election.wins_candidacy(heard, i, "")]
+    assert winners == ["a1"]
+    assert election.wins_candidacy([announcement("a1")], "a1", "")  # alone: wins
 
 
-def test_of_simultaneous_claims_the_former_master_stays_whatever_its_id():
-    seen = [announcement("a1", "worker"), announcement("z9", "master"), announcement("b2")]
-    keepers = [a.node_id for a in seen if election.keep_master_role(seen, a.node_id,
-                                                                     a.txt["was"])]
-    assert keepers == ["z9"]
+def test_of_candidates_standing_together_the_former_master_wins_whatever_its_id():
+    heard = [announcement("a1", "worker"), announcement("z9", "master"), announcement("b2")]
+    winners = [a.node_id for a in heard if election.wins_candidacy(heard, a.node_id,
+                                                                   a.txt["was"])]
+    assert winners == ["z9"]
+
+
+def test_a_master_announced_during_the_candidacy_beats_every_candidate():
+    heard = [announcement("z9", role="master"), announcement("a1", "master")]
+    assert not election.wins_candidacy(heard, "a1", "master")
+    assert election.contenders_of(heard + [announcement("q", role="worker")], "lab",
+                                  "eth0.200") == heard
+
+
+def test_a_candidacy_is_not_a_master_to_join():
+    heard = [announcement("a1")]
+    assert election.masters_of(heard, "lab", "eth0.200") == []
+    assert election.first_decision(election.masters_of(heard, "lab", "eth0.200"), "b2") == "claim"
 
 
 def test_the_former_master_claims_first_and_a_former_worker_waits_for_it():

@@ -15,7 +15,7 @@ ROLE_FILE = system.RUNTIME / "role"
 HELD_ROLE_FILE = system.STATE / "role"
 CONSUL_IMAGE = "clusterlab/consul:1.8.7"
 ANNOUNCED_PORT = 8500  # the master's Consul UI and API
-SETTLE = 10  # seconds from announcing to checking for rival masters (mDNS is slow emulated)
+CANDIDACY = 10  # seconds a candidate listens for rivals (mDNS is slow emulated)
 JOIN_TIMEOUT = 600
 SWARM_SETTLE = 60  # seconds a swarm member may take to reach its manager at start-up
 TOKEN_KEY = "/v1/kv/clusterlab/swarm/worker-token"
@@ -34,13 +34,7 @@ def join_network(s: Settings) -> str:
     system.vlan_up(s.interface or system.wired_interface(), s.vlan_interface, s.vlan_id)
     system.restrict_avahi(s.vlan_interface)
     probe = _take_probe_address(s, me)
-    masters = _discover(s, me, last_role)
-    role = "worker"
-    if election.first_decision(masters, me) == "claim":
-        if system.address_free(s.master_address, s.vlan_interface):
-            role = _claim(s, me, last_role, probe)
-        else:
-            system.log(f"{s.master_address} is taken: another node is claiming master")
+    role = _elect(s, me, last_role, probe)
     if role == "worker":
         system.remove_address(s.vlan_interface, probe, s.subnet.prefixlen)
         system.log(f"worker: {system.dhcp_client(s.vlan_interface)} by DHCP")
@@ -104,24 +98,47 @@ def _discover(s: Settings, me: str, last_role: str) -> list[election.Announcemen
         time.sleep(1)
 
 
-def _claim(s: Settings, me: str, last_role: str, probe: ipaddress.IPv4Address) -> str:
+def _elect(s: Settings, me: str, last_role: str, probe: ipaddress.IPv4Address) -> str:
+    """Worker as soon as a master is heard; otherwise stand as a candidate, and take the master
+    role on winning. A node that lost listens again: the winner announces itself as master in
+    seconds (and should it fail meanwhile, the node stands again)."""
+    while True:
+        masters = _discover(s, me, last_role)
+        if election.first_decision(masters, me) == "worker":
+            return "worker"
+        if not _stand_as_candidate(s, me, last_role):
+            system.log("a rival candidate ranks first: listening for its announcement as master")
+            continue
+        if not system.address_free(s.master_address, s.vlan_interface):
+            system.log(f"{s.master_address} is taken: another node is claiming master")
+            return "worker"
+        _take_master_role(s, me, last_role, probe)
+        return "master"
+
+
+def _stand_as_candidate(s: Settings, me: str, last_role: str) -> bool:
+    """Announce a candidacy (from the probe address) and gather every rival heard while it runs;
+    whether this node ranks first."""
+    system.publish(s.cluster, me, last_role, ANNOUNCED_PORT, role="candidate")
+    heard = []
+    deadline = time.monotonic() + CANDIDACY
+    while time.monotonic() < deadline:
+        heard += election.contenders_of(system.browse(), s.cluster, s.vlan_interface)
+        time.sleep(1)
+    system.unpublish()
+    return election.wins_candidacy(heard, me, last_role)
+
+
+def _take_master_role(s: Settings, me: str, last_role: str,
+                      probe: ipaddress.IPv4Address) -> None:
     # the probe goes first: removing a subnet's first (primary) address removes the others too
     system.remove_address(s.vlan_interface, probe, s.subnet.prefixlen)
     system.add_address(s.vlan_interface, s.master_address, s.subnet.prefixlen)
-    system.publish(s.cluster, me, last_role, ANNOUNCED_PORT)
-    time.sleep(SETTLE)
-    masters = election.masters_of(system.browse(), s.cluster, s.vlan_interface)
-    if not election.keep_master_role(masters, me, last_role):
-        system.log("another node claimed master with a lower id: stepping down")
-        system.unpublish()
-        system.remove_address(s.vlan_interface, s.master_address, s.subnet.prefixlen)
-        system.add_address(s.vlan_interface, probe, s.subnet.prefixlen)
-        return "worker"
-    # neighbours may have cached a rival's MAC for the master address while both claimed it
+    # neighbours may still hold another MAC for the master address (a master that was replaced)
     system.announce_address(s.vlan_interface, s.master_address)
+    system.publish(s.cluster, me, last_role, ANNOUNCED_PORT, role="master")
     system.dhcp_server(s.vlan_interface, s.master_address, s.subnet, *s.dhcp_range)
     system.log(f"master: {s.master_address}, serving DHCP {s.dhcp_range[0]}-{s.dhcp_range[1]}")
-    return "master"
 
 
 def _consul_server(s: Settings) -> None:

@@ -2,9 +2,12 @@
 
 The procedure (run by the agent): listen for a master's announcement for a while (the discovery
 timeout plus a wait that differs from node to node, longer for a node that was a worker before);
-one seen: be a worker. None: claim the master address, announce, listen once more; if other
-masters announced themselves meanwhile, the one that was master before, else the one with the
-lowest node id, stays master and the others step down and become workers.
+one seen: be a worker. None: announce a candidacy from the node's own probe address and listen
+for rivals; the one that was master before, else the one with the lowest node id, takes the
+master address and the others listen again, for its announcement as master. Candidates decide
+before any of them holds the master address: two nodes holding the same address drop each
+other's packets (Linux discards what arrives from one of its own addresses), so they could
+never hear each other again.
 """
 
 import dataclasses
@@ -67,8 +70,19 @@ def _txt_items(text: str) -> list[str]:
 
 def masters_of(announcements: list[Announcement], cluster: str, interface: str) -> list[Announcement]:
     """The announcements of masters of this cluster seen on the cluster's VLAN."""
+    return _of_cluster(announcements, cluster, interface, ("master",))
+
+
+def contenders_of(announcements: list[Announcement], cluster: str,
+                  interface: str) -> list[Announcement]:
+    """The masters and candidates of this cluster seen on the cluster's VLAN."""
+    return _of_cluster(announcements, cluster, interface, ("master", "candidate"))
+
+
+def _of_cluster(announcements: list[Announcement], cluster: str, interface: str,
+                roles: tuple[str, ...]) -> list[Announcement]:
     return [a for a in announcements if a.interface == interface
-            and a.txt.get("cluster") == cluster and a.txt.get("role") == "master"]
+            and a.txt.get("cluster") == cluster and a.txt.get("role") in roles]
 
 
 def discovery_wait(timeout: float, node_id: str, last_role: str) -> float:
@@ -88,14 +102,15 @@ def first_decision(masters: list[Announcement], my_id: str) -> str:
     return "worker" if any(m.node_id != my_id for m in masters) else "claim"
 
 
-def keep_master_role(masters: list[Announcement], my_id: str, my_last_role: str) -> bool:
-    """After announcing: several nodes may have claimed at once. The one that was master before
-    stays (its Consul and Swarm hold the cluster's state); otherwise the lowest id."""
-    def rank(last_role: str, node_id: str) -> tuple[bool, str]:
-        return last_role != "master", node_id
-    rivals = [rank(m.txt.get("was", ""), m.node_id)
-              for m in masters if m.node_id and m.node_id != my_id]
-    return all(rank(my_last_role, my_id) < rival for rival in rivals)
+def wins_candidacy(contenders: list[Announcement], my_id: str, my_last_role: str) -> bool:
+    """After standing as a candidate: whether this node ranks first among the contenders it
+    heard. A master already announced ranks before any candidate; among candidates, the one that
+    was master before (its Consul and Swarm hold the cluster's state), then the lowest id."""
+    def rank(role: str, last_role: str, node_id: str) -> tuple[bool, bool, str]:
+        return role != "master", last_role != "master", node_id
+    rivals = [rank(c.txt.get("role", ""), c.txt.get("was", ""), c.node_id)
+              for c in contenders if c.node_id and c.node_id != my_id]
+    return all(rank("candidate", my_last_role, my_id) < rival for rival in rivals)
 
 
 def jitter(node_id: str) -> float:

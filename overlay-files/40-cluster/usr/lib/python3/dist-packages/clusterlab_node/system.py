@@ -128,15 +128,16 @@ def browse() -> list[election.Announcement]:
     return election.parse_browse(result.stdout)
 
 
-def publish(cluster: str, node_id: str, last_role: str, port: int) -> None:
+def publish(cluster: str, node_id: str, last_role: str, port: int, role: str) -> None:
+    """Announce this node as master, or as a candidate for it, replacing what it announced."""
     AVAHI_SERVICE.write_text(
         '<?xml version="1.0" standalone="no"?>\n'
         '<!DOCTYPE service-group SYSTEM "avahi-service.dtd">\n'
         "<service-group>\n"
-        f'  <name replace-wildcards="yes">ClusterLab {cluster} master on %h</name>\n'
+        f'  <name replace-wildcards="yes">ClusterLab {cluster} {role} on %h</name>\n'
         f"  <service>\n    <type>{election.SERVICE_TYPE}</type>\n    <port>{port}</port>\n"
         f"    <txt-record>cluster={cluster}</txt-record>\n"
-        "    <txt-record>role=master</txt-record>\n"
+        f"    <txt-record>role={role}</txt-record>\n"
         f"    <txt-record>id={node_id}</txt-record>\n"
         f"    <txt-record>was={last_role}</txt-record>\n  </service>\n</service-group>\n")
     run("systemctl", "reload-or-restart", "avahi-daemon.service")
