@@ -168,15 +168,15 @@ def _swarm_init(s: Settings) -> None:
 
 
 def _swarm_join(s: Settings, address: ipaddress.IPv4Address) -> None:
-    token = _wait(lambda: system.consul_get(f"{TOKEN_KEY}?raw"), "the Swarm join token in Consul")
-    manager = _wait(lambda: system.consul_get(f"{MANAGER_KEY}?raw"), "the Swarm manager in Consul")
+    token = _wait(lambda: system.consul_value(TOKEN_KEY), "the Swarm join token in Consul")
+    manager = _wait(lambda: system.consul_value(MANAGER_KEY), "the Swarm manager in Consul")
     info = _settled_swarm_info()
-    if election.in_swarm_of(info, manager.decode().strip()):
+    if election.in_swarm_of(info, manager):
         return
     if info.get("LocalNodeState", "inactive") != "inactive":
         system.log("member of another swarm (its manager is gone): leaving it")
         system.docker("swarm", "leave", "--force")
-    system.docker("swarm", "join", "--token", token.decode().strip(), "--advertise-addr",
+    system.docker("swarm", "join", "--token", token, "--advertise-addr",
                   str(address), f"{s.master_address}:2377")
 
 

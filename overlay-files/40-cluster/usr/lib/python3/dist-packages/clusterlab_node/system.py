@@ -203,6 +203,12 @@ def consul_get(path: str, timeout: float = 5) -> bytes | None:
         return None
 
 
+def consul_value(key_path: str) -> str | None:
+    """A value of Consul's key-value store as text (None while Consul or the key is not there)."""
+    raw = consul_get(f"{key_path}?raw")
+    return raw.decode().strip() if raw else None
+
+
 def consul_put(path: str, value: str) -> bool:
     """Whether Consul took it (the KV store answers true, the agent endpoints nothing)."""
     request = urllib.request.Request(f"{CONSUL}{path}", data=value.encode(), method="PUT")
