@@ -25,6 +25,7 @@ NODES = 3
 USER = "tester"
 BOOT_TIMEOUT = 1800  # three emulated boards sharing 2 cores
 FORMING_TIMEOUT = 1800
+HEALTH_TIMEOUT = 300  # the node's own commands give up after 120 s
 
 
 class Node:
@@ -38,6 +39,24 @@ class Node:
         result = self.run(command, timeout)
         assert result.returncode == 0, f"{self.name}: {command}: {result.stdout}{result.stderr}"
         return result.stdout.strip()
+
+    def healthy(self) -> bool:
+        """Whether `clusterlab-node health` passes; a node too busy to answer is not healthy."""
+        try:
+            return self.run("sudo clusterlab-node health", HEALTH_TIMEOUT).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def diagnosis(self) -> str:
+        """Health, the agent's journal and the commands it still runs, for a failure report."""
+        try:
+            return self.run("sudo clusterlab-node health; sudo journalctl -b "
+                            "-u clusterlab-network -u clusterlab-node -u docker --no-pager "
+                            "| tail -60; systemctl status --no-pager --lines=0 clusterlab-network "
+                            "clusterlab-node", HEALTH_TIMEOUT).stdout
+        except subprocess.TimeoutExpired:
+            return f"no answer within {HEALTH_TIMEOUT} s; serial log: " \
+                   + self.serial_log.read_text(errors="replace")[-3000:]
 
     def role(self) -> str:
         return self.sh("cat /run/clusterlab/role 2>/dev/null || true")
@@ -85,11 +104,9 @@ class Cluster:
         start = time.monotonic()
         while True:
             if time.monotonic() - start > timeout:
-                reports = {n.name: n.run("sudo clusterlab-node health; sudo journalctl -b "
-                                         "-u clusterlab-network -u clusterlab-node --no-pager "
-                                         "| tail -40").stdout for n in nodes}
+                reports = {n.name: n.diagnosis() for n in nodes}
                 pytest.fail(f"not healthy within {timeout:.0f} s: {json.dumps(reports, indent=1)}")
-            if all(n.run("sudo clusterlab-node health").returncode == 0 for n in nodes):
+            if all(n.healthy() for n in nodes):
                 return time.monotonic() - start
             time.sleep(10)
 

@@ -9,7 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]
                        / "overlay-files/40-cluster/usr/lib/python3/dist-packages"))
 
-from clusterlab_node import election, health, settings  # noqa: E402
+from clusterlab_node import election, health, settings, system  # noqa: E402
 
 A = ipaddress.IPv4Address
 KEY = "a" * 43 + "="
@@ -193,3 +193,10 @@ def test_a_worker_stays_only_in_the_swarm_of_the_current_manager():
     assert not election.in_swarm_of(member, "m2")  # the master changed: leave, join anew
     assert not election.in_swarm_of({**member, "LocalNodeState": "pending"}, "m1")
     assert not election.in_swarm_of({"LocalNodeState": "inactive", "RemoteManagers": None}, "m1")
+
+
+def test_a_command_that_does_not_answer_is_stopped_and_reported():
+    stopped = system.run("sleep", "30", check=False, timeout=0.5)
+    assert stopped.returncode == system.TIMED_OUT and "no answer within" in stopped.stderr
+    with pytest.raises(system.CommandError, match="sleep 30 failed .*no answer within 0 s"):
+        system.run("sleep", "30", timeout=0.2)

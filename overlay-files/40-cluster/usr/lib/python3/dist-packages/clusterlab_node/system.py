@@ -25,8 +25,19 @@ class CommandError(RuntimeError):
     pass
 
 
-def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(argv, capture_output=True, text=True)
+# No command may hang the agent or `health`: a Docker daemon busy joining a swarm, for one,
+# can leave `docker info` unanswered for minutes.
+COMMAND_TIMEOUT = 120
+TIMED_OUT = 124  # the exit status `timeout` gives a command it stopped
+
+
+def run(*argv: str, check: bool = True,
+        timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        result = subprocess.CompletedProcess(argv, TIMED_OUT, "",
+                                             f"no answer within {timeout:.0f} s")
     if check and result.returncode != 0:
         raise CommandError(f"{' '.join(argv)} failed ({result.returncode}): "
                            f"{(result.stderr or result.stdout).strip()[-500:]}")
