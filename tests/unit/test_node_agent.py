@@ -9,7 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]
                        / "overlay-files/40-cluster/usr/lib/python3/dist-packages"))
 
-from clusterlab_node import election, health, settings, system  # noqa: E402
+from clusterlab_node import agent, election, health, settings, system  # noqa: E402
 
 A = ipaddress.IPv4Address
 KEY = "a" * 43 + "="
@@ -38,6 +38,7 @@ def test_master_address_defaults_to_the_subnets_first():
     ({"subnet": "192.168.200.0/30"}, "subnet"),
     ({"master_address": "10.0.0.1"}, "master_address"),
     ({"dhcp_range": "192.168.200.50-192.168.200.20"}, "dhcp_range"),
+    ({"default_hostname": "Node_1"}, "default_hostname"),
     ({"probe_range": "192.168.200.30-192.168.200.40"}, "probe_range"),
     ({"discovery_timeout": 1}, "discovery_timeout"),
     ({"clustr": "x"}, "clustr"),
@@ -200,3 +201,10 @@ def test_a_command_that_does_not_answer_is_stopped_and_reported():
     assert stopped.returncode == system.TIMED_OUT and "no answer within" in stopped.stderr
     with pytest.raises(system.CommandError, match="sleep 30 failed .*no answer within 0 s"):
         system.run("sleep", "30", timeout=0.2)
+
+
+def test_cards_left_with_the_images_host_name_get_distinct_consul_names():
+    a, b = "3f2a9c" + "0" * 26, "b71e04" + "0" * 26
+    assert agent.consul_node_name("clusterlab", "clusterlab", a) == "clusterlab-3f2a9c"
+    assert agent.consul_node_name("clusterlab", "clusterlab", b) == "clusterlab-b71e04"
+    assert agent.consul_node_name("node1", "clusterlab", a) == "node1"  # a name of its own

@@ -1,5 +1,6 @@
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,15 @@ def test_seed_files_are_valid_cloud_init_yaml_without_passwords():
     assert "chpasswd" not in parsed and "password" not in parsed
     assert yaml.safe_load(render.render("boot/meta-data.j2"))["local-hostname"] == "node1"
     assert yaml.safe_load(render.render("boot/network-config.j2"))["ethernets"]["eth0"]["dhcp4"]
+
+
+def test_the_cards_cluster_settings_are_what_the_node_agent_reads():
+    sys.path.insert(0, str(ROOT / "overlay-files/40-cluster/usr/lib/python3/dist-packages"))
+    from clusterlab_node import settings
+    rendered = renderer_for(["cluster.vlan_id=300", "hostname=rack1"]).render(
+        "boot/clusterlab.yaml.j2")
+    node = settings.parse(yaml.safe_load(rendered), "clusterlab.yaml")
+    assert (node.vlan_id, node.default_hostname) == (300, "rack1")
 
 
 def test_without_users_user_data_creates_none():

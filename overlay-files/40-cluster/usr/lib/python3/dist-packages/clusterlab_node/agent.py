@@ -26,6 +26,12 @@ def node_id() -> str:
     return Path("/etc/machine-id").read_text().strip()
 
 
+def consul_node_name(hostname: str, default_hostname: str, me: str) -> str:
+    """Consul refuses a second node of one name, and every card flashed from one image and not
+    given a name of its own is called the same: those are told apart by their machine id."""
+    return f"{hostname}-{me[:6]}" if hostname == default_hostname else hostname
+
+
 def join_network(s: Settings) -> str:
     """VLAN, discovery, then the master address or one by DHCP; return the role. Runs before
     Docker starts: a node in a swarm finds its manager at start-up, so the VLAN address must
@@ -144,17 +150,21 @@ def _take_master_role(s: Settings, me: str, last_role: str,
 def _consul_server(s: Settings) -> None:
     system.consul_container(CONSUL_IMAGE, [
         "agent", "-server", "-bootstrap-expect", "1", "-ui", "-data-dir", "/var/lib/consul",
-        "-node", socket.gethostname(), "-bind", str(s.master_address), "-client", "0.0.0.0",
+        "-node", _consul_node_name(s), "-bind", str(s.master_address), "-client", "0.0.0.0",
         "-encrypt", s.gossip_key])
     _wait(lambda: system.consul_leader(), "a Consul leader")
 
 
 def _consul_agent(s: Settings, address: ipaddress.IPv4Address) -> None:
     system.consul_container(CONSUL_IMAGE, [
-        "agent", "-data-dir", "/var/lib/consul", "-node", socket.gethostname(),
+        "agent", "-data-dir", "/var/lib/consul", "-node", _consul_node_name(s),
         "-bind", str(address), "-client", "127.0.0.1", "-retry-join", str(s.master_address),
         "-encrypt", s.gossip_key])
     _wait(lambda: system.consul_leader(), "joining Consul")
+
+
+def _consul_node_name(s: Settings) -> str:
+    return consul_node_name(socket.gethostname(), s.default_hostname, node_id())
 
 
 def _swarm_init(s: Settings) -> None:

@@ -28,6 +28,7 @@ class Settings:
     probe_range: tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]
     discovery_timeout: int  # seconds spent listening for a master before claiming the role
     gossip_key: str  # Consul's gossip encryption key, the same on every node
+    default_hostname: str  # the host name the image gives every card that is not given its own
 
     @property
     def vlan_interface(self) -> str:
@@ -39,7 +40,7 @@ DEFAULTS = {"cluster": "clusterlab", "interface": "", "vlan_id": 200,
             "subnet": "192.168.200.0/24", "master_address": None,
             "dhcp_range": "192.168.200.20-192.168.200.200",
             "probe_range": "192.168.200.240-192.168.200.250", "discovery_timeout": 15,
-            "gossip_key": None}
+            "gossip_key": None, "default_hostname": "clusterlab"}
 
 
 def default_path() -> Path:
@@ -93,8 +94,12 @@ def parse(document: dict, source: str = "settings") -> Settings:
     key = values["gossip_key"]
     if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9+/]{43}=", key):
         raise fail("gossip_key", "base64 of 32 bytes (the build writes one)")
+    hostname = values["default_hostname"]
+    if not isinstance(hostname, str) or not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?",
+                                                         hostname):
+        raise fail("default_hostname", "a host name (lower-case letters, digits, '-')")
     return Settings(values["cluster"], values["interface"], vlan_id, subnet, master, dhcp,
-                    probe, timeout, key)
+                    probe, timeout, key, hostname)
 
 
 def _address(values: dict, key: str, subnet, fail) -> ipaddress.IPv4Address:
