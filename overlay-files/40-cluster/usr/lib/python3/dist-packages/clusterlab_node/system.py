@@ -134,8 +134,9 @@ def restrict_avahi(interface: str) -> None:
 
 
 def browse() -> list[election.Announcement]:
+    # answers in seconds; one left waiting for a restarting avahi-daemon counts as hearing nobody
     result = run("avahi-browse", "--parsable", "--resolve", "--terminate", "--no-db-lookup",
-                 election.SERVICE_TYPE, check=False)
+                 election.SERVICE_TYPE, check=False, timeout=30)
     return election.parse_browse(result.stdout)
 
 
