@@ -1,10 +1,12 @@
 """Three copies of the built image booted together on one virtual switch: a cluster to test.
 
-Each card is edited as a user would edit it: its own hostname, a test user with an SSH key, and
-DHCP on the second port (eth1, QEMU user networking) through which the test logs in. The first
-port, eth0, is on the switch, where the nodes find each other in their VLAN.
+Each card is edited as a user would edit it: a test user with an SSH key, and DHCP on the second
+port (eth1, QEMU user networking) through which the test logs in. One card is given a hostname;
+the others keep the image's, as cards flashed and not edited do. The first port, eth0, is on the
+switch, where the nodes find each other in their VLAN.
 """
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterlab import card, qemu
+from clusterlab import card, config, qemu
 from localnet import free_port
 
 from vswitch import running as switch_running  # tests/e2e is on sys.path (conftest)
@@ -25,12 +27,19 @@ NODES = 3
 USER = "tester"
 BOOT_TIMEOUT = 1800  # three emulated boards sharing 2 cores
 FORMING_TIMEOUT = 1800
+# node1 is given a name; the others keep the image's, as cards flashed and not edited do
+HOSTNAMES = {"node1": "node1"}
+IMAGE_HOSTNAME = config.load([], [])["hostname"]  # the image is built with the defaults
 HEALTH_TIMEOUT = 300  # the node's own commands give up after 120 s
 
 
 class Node:
-    def __init__(self, name: str, vm: qemu.VM, key: Path, serial_log: Path):
-        self.name, self.vm, self.key, self.serial_log = name, vm, key, serial_log
+    """name tells the test's nodes apart; hostname is what the card calls itself."""
+
+    def __init__(self, name: str, hostname: str, mac: str, vm: qemu.VM, key: Path,
+                 serial_log: Path):
+        self.name, self.hostname, self.mac = name, hostname, mac
+        self.vm, self.key, self.serial_log = vm, key, serial_log
 
     def run(self, command: str, timeout: float = 600) -> subprocess.CompletedProcess:
         return self.vm.ssh(USER, self.key, command, timeout=timeout)
@@ -57,6 +66,13 @@ class Node:
         except subprocess.TimeoutExpired:
             return f"no answer within {HEALTH_TIMEOUT} s; serial log: " \
                    + self.serial_log.read_text(errors="replace")[-3000:]
+
+    def consul_name(self) -> str:
+        """Consul's name for the node: a card left with the image's host name adds its
+        machine id's first six hex digits (Consul refuses two nodes of one name)."""
+        if self.hostname != IMAGE_HOSTNAME:
+            return self.hostname
+        return f"{IMAGE_HOSTNAME}-{self.sh('cat /etc/machine-id')[:6]}"
 
     def role(self) -> str:
         return self.sh("cat /run/clusterlab/role 2>/dev/null || true")
@@ -106,8 +122,10 @@ class Cluster:
             if time.monotonic() - start > timeout:
                 reports = {n.name: n.diagnosis() for n in nodes}
                 pytest.fail(f"not healthy within {timeout:.0f} s: {json.dumps(reports, indent=1)}")
-            if all(n.healthy() for n in nodes):
-                return time.monotonic() - start
+            # asked together: each answer takes half a minute on an emulated board
+            with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
+                if all(pool.map(Node.healthy, nodes)):
+                    return time.monotonic() - start
             time.sleep(10)
 
 
@@ -126,8 +144,8 @@ def image(tmp_path_factory) -> Path:
     return out / f"{manifest['name']}.img"
 
 
-def make_card(image: Path, directory: Path, hostname: str, key: Path) -> Path:
-    copy = directory / f"{hostname}.img"
+def make_card(image: Path, directory: Path, name: str, hostname: str | None, key: Path) -> Path:
+    copy = directory / f"{name}.img"
     subprocess.run(["cp", "--sparse=always", str(image), str(copy)], check=True)
     card.personalize(copy, hostname=hostname, user=USER,
                      ssh_key=key.with_suffix(".pub").read_text())
@@ -148,16 +166,16 @@ def cluster(image, tmp_path_factory):
     key = tmp / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     names = [f"node{i}" for i in range(1, NODES + 1)]
-    cards = [make_card(image, tmp, name, key) for name in names]
+    cards = [make_card(image, tmp, name, HOSTNAMES.get(name), key) for name in names]
     with switch_running(tmp) as switch, contextlib.ExitStack() as stack:
         power_on = time.monotonic()
         nodes = []
         for i, (name, copy) in enumerate(zip(names, cards), start=1):
-            serial = tmp / f"{name}.serial.log"
+            serial, mac = tmp / f"{name}.serial.log", f"52:54:00:c1:00:{i:02x}"
             vm = stack.enter_context(qemu.booted(
                 copy, ssh_port=free_port(), serial_log=serial, memory_mib=1536, cpus=1,
-                cluster_link=switch.port(i), mac=f"52:54:00:c1:00:{i:02x}"))
-            nodes.append(Node(name, vm, key, serial))
+                cluster_link=switch.port(i), mac=mac))
+            nodes.append(Node(name, HOSTNAMES.get(name, IMAGE_HOSTNAME), mac, vm, key, serial))
         built = Cluster(nodes)
         try:
             for node in nodes:

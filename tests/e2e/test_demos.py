@@ -22,7 +22,7 @@ def test_use_case_a_a_worker_fetches_the_masters_page_by_name_over_the_overlay(c
                        "--format '{{.ID}}'")
     assert output.splitlines()[-1] == server, output  # the page is the server's host name
     fetcher = next(line for line in output.splitlines() if line.startswith("fetch:"))
-    assert any(f" on {w.name} " in fetcher for w in cluster.workers), output
+    assert any(f" on {w.hostname} " in fetcher for w in cluster.workers), output
     master.sh("sudo clusterlab-demo stop webserver", timeout=600)
     assert master.run("sudo docker service inspect webserver").returncode != 0
     assert master.run("sudo docker network inspect demo").returncode != 0
