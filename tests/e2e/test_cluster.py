@@ -98,6 +98,7 @@ def test_a_rebooted_worker_rejoins_as_a_worker(cluster):
 MASTER_LATE = 60  # seconds: longer than a new node's discovery wait, shorter than a worker's
 
 
+@pytest.mark.whole_restart
 def test_a_restarted_cluster_keeps_its_master_even_when_the_master_comes_up_last(cluster):
     """All nodes restart (a power strip switched off and on), the master's card the slowest:
     the workers must wait for it rather than take over. (The master's own reboot is part of
