@@ -25,8 +25,8 @@ class CommandError(RuntimeError):
     pass
 
 
-# No command may hang the agent or `health`: a Docker daemon busy joining a swarm, for one,
-# can leave `docker info` unanswered for minutes.
+# No command may hold the agent or `health` for good: a daemon that stops answering (Docker,
+# avahi) turns into a failed command, which the caller reports.
 COMMAND_TIMEOUT = 120
 TIMED_OUT = 124  # the exit status `timeout` gives a command it stopped
 
