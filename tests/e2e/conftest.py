@@ -118,15 +118,15 @@ class Cluster:
         """Seconds until `clusterlab-node health` passes on every one of nodes in the same round
         (a node that passed alone may have been a master of its own)."""
         start = time.monotonic()
-        while True:
-            if time.monotonic() - start > timeout:
-                reports = {n.name: n.diagnosis() for n in nodes}
-                pytest.fail(f"not healthy within {timeout:.0f} s: {json.dumps(reports, indent=1)}")
-            # asked together: each answer takes half a minute on an emulated board
-            with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
-                if all(pool.map(Node.healthy, nodes)):
-                    return time.monotonic() - start
-            time.sleep(10)
+        # asked together: each answer takes half a minute on an emulated board
+        with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
+            while not all(pool.map(Node.healthy, nodes)):
+                if time.monotonic() - start > timeout:
+                    reports = dict(zip((n.name for n in nodes), pool.map(Node.diagnosis, nodes)))
+                    pytest.fail(f"not healthy within {timeout:.0f} s: "
+                                f"{json.dumps(reports, indent=1)}")
+                time.sleep(10)
+        return time.monotonic() - start
 
 
 @pytest.fixture(scope="session")

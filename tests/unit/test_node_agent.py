@@ -1,15 +1,10 @@
 """The cluster agent's decisions, as plain functions: settings, discovery, election, health."""
 
 import ipaddress
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]
-                       / "overlay-files/40-cluster/usr/lib/python3/dist-packages"))
-
-from clusterlab_node import agent, election, health, settings, system  # noqa: E402
+from clusterlab_node import agent, election, health, settings, system
 
 A = ipaddress.IPv4Address
 KEY = "a" * 43 + "="

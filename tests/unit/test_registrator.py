@@ -1,12 +1,6 @@
 """Which containers the node registers with Consul, and what changes a round makes."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]
-                       / "overlay-files/40-cluster/usr/lib/python3/dist-packages"))
-
-from clusterlab_node import registrator  # noqa: E402
+from clusterlab_node import registrator
 
 
 def container(cid: str, labels: dict, networks: dict) -> dict:

@@ -1,6 +1,5 @@
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from clusterlab import config, pipeline
 from clusterlab.errors import UserError
 from clusterlab.render import Renderer
 from clusterlab.stages import discover
+from clusterlab_node import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq7 me@laptop"
@@ -102,8 +102,6 @@ def test_seed_files_are_valid_cloud_init_yaml_without_passwords():
 
 
 def test_the_cards_cluster_settings_are_what_the_node_agent_reads():
-    sys.path.insert(0, str(ROOT / "overlay-files/40-cluster/usr/lib/python3/dist-packages"))
-    from clusterlab_node import settings
     rendered = renderer_for(["cluster.vlan_id=300", "hostname=rack1"]).render(
         "boot/clusterlab.yaml.j2")
     node = settings.parse(yaml.safe_load(rendered), "clusterlab.yaml")
