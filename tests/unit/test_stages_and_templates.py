@@ -106,6 +106,8 @@ def test_the_cards_cluster_settings_are_what_the_node_agent_reads():
         "boot/clusterlab.yaml.j2")
     node = settings.parse(yaml.safe_load(rendered), "clusterlab.yaml")
     assert (node.vlan_id, node.default_hostname) == (300, "rack1")
+    # every host name the build accepts, the card's settings accept too
+    assert settings.HOSTNAME == config.HOSTNAME
 
 
 def test_without_users_user_data_creates_none():

@@ -13,6 +13,10 @@ import yaml
 PLACES = (Path("/boot/firmware/clusterlab.yaml"), Path("/boot/clusterlab.yaml"))
 
 
+# the build's rule for its `hostname` setting, which becomes default_hostname
+HOSTNAME = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+
+
 class SettingsError(ValueError):
     pass
 
@@ -95,8 +99,7 @@ def parse(document: dict, source: str = "settings") -> Settings:
     if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9+/]{43}=", key):
         raise fail("gossip_key", "base64 of 32 bytes (the build writes one)")
     hostname = values["default_hostname"]
-    if not isinstance(hostname, str) or not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?",
-                                                         hostname):
+    if not isinstance(hostname, str) or not re.fullmatch(HOSTNAME, hostname):
         raise fail("default_hostname", "a host name (lower-case letters, digits, '-')")
     return Settings(values["cluster"], values["interface"], vlan_id, subnet, master, dhcp,
                     probe, timeout, key, hostname)
