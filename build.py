@@ -2,7 +2,11 @@
 """ClusterLab image builder: python3 build.py <verb> (build, config, stages, boot)."""
 
 import sys
+from pathlib import Path
 
-from clusterlab.cli import main
+# the node agent's packages: the builder checks the cards' cluster settings with their schema
+sys.path.insert(1, str(Path(__file__).resolve().parent / "node"))
+
+from clusterlab.cli import main  # noqa: E402
 
 sys.exit(main())

@@ -6,15 +6,11 @@ import shutil
 from pathlib import Path
 
 from . import log
+from .arch import ARCHES
 from .errors import BuildError
 from .run import run
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
-QEMU_BINFMT = {"arm64": "qemu-aarch64", "armhf": "qemu-arm"}
-# qemu-aarch64's default "max" CPU emulates pointer authentication (QARMA) in software, and
-# Debian's arm64 binaries use it everywhere: a Cortex-A72 (the Pi 4's core) has none and runs them
-# about 20 times faster under emulation. qemu-arm's default suits armhf.
-QEMU_CPU = {"arm64": "cortex-a72"}
 CHROOT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8",
               "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 # Keeps package scripts from starting services inside the build tree.
@@ -24,13 +20,14 @@ POLICY_RC_D = "#!/bin/sh\n# ClusterLab build: start no services in the image tre
 def prepare_emulation(arch: str) -> None:
     """Mount binfmt_misc and register qemu-user for arch when the host lacks them, and choose
     the emulated CPU for every program this build runs (mmdebstrap's included)."""
-    if arch in QEMU_CPU:
-        os.environ["QEMU_CPU"] = QEMU_CPU[arch]
+    emulated = ARCHES[arch]
+    if emulated.qemu_user_cpu:
+        os.environ["QEMU_CPU"] = emulated.qemu_user_cpu
     if not (BINFMT / "status").exists():
         run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)])
-    entry = BINFMT / QEMU_BINFMT[arch]
+    entry = BINFMT / emulated.qemu_user
     if not entry.exists() or "enabled" not in entry.read_text():
-        run(["update-binfmts", "--enable", QEMU_BINFMT[arch]], check=False)
+        run(["update-binfmts", "--enable", emulated.qemu_user], check=False)
     if not entry.exists() or "enabled" not in entry.read_text():
         raise BuildError(f"cannot run {arch} programs: binfmt entry {entry} is missing; install "
                          f"qemu-user-static and binfmt-support")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from . import config, flash, log, pipeline, qemu
+from . import cluster, compression, config, flash, log, pipeline, qemu
 from .errors import BuildError, UserError
+from .version import version
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "clusterlab.yaml"
@@ -38,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
     boot.add_argument("--serial-log", type=Path, help="write the serial console here")
     boot.add_argument("--snapshot", action="store_true", help="discard writes to the image")
     card = verbs.add_parser("flash", help="write an image onto an SD card (or a file)")
-    card.add_argument("image", type=Path, help="an .img, .img.xz, .img.zst or .img.gz")
+    card.add_argument("image", type=Path, help=f"an {compression.image_names()}")
     card.add_argument("--device", type=Path, required=True,
                       help="the card, e.g. /dev/sdb or /dev/mmcblk0, or a file")
     card.add_argument("--hostname", help="this card's hostname (meta-data)")
@@ -53,7 +54,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def load_config(args) -> config.Config:
-    return config.load([DEFAULT_CONFIG, *args.config], args.set)
+    """The effective config, its cluster section checked as the cards will check it."""
+    loaded = config.load([DEFAULT_CONFIG, *args.config], args.set)
+    cluster.check(loaded, version(PROJECT_ROOT))
+    return loaded
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,14 +6,18 @@ The default config file `clusterlab.yaml` is generated from SETTINGS (`build.py 
 
 import dataclasses
 import difflib
+import itertools
 import re
 import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+from clusterlab_node import settings as cluster_schema
 
+from .arch import ARCHES, BOARD_ARCHES
 from .base.presets import PRESETS
+from .compression import WRITTEN
 from .containers.spec import SpecError, parse as parse_image_spec
 from .errors import UserError
 
@@ -48,6 +52,13 @@ def _matches(pattern: str, name: str) -> Check:
                           else name)
 
 
+def _empty_or(check: Check) -> Check:
+    def checked(value):
+        expected = None if value == "" else check(value)
+        return expected and f"{expected}, or empty"
+    return checked
+
+
 def _int_between(low: int, high: int) -> Check:
     def check(value):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -56,8 +67,6 @@ def _int_between(low: int, high: int) -> Check:
     return check
 
 
-HOSTNAME = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-IPV4 = r"\d+\.\d+\.\d+\.\d+"
 USERNAME = r"[a-z_][a-z0-9_-]{0,31}"
 SSH_KEY = r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+( .*)?"
 
@@ -116,8 +125,9 @@ DEFAULT_CONTAINERS = {
 
 SETTINGS: list[Setting] = [
     Setting("arch", "arm64",
-            "Target architecture: arm64 (Raspberry Pi 3/4/5) or armhf (Raspberry Pi 2).",
-            _one_of("arm64", "armhf")),
+            "Target architecture: " + " or ".join(f"{name} ({ARCHES[name].boards})"
+                                                  for name in BOARD_ARCHES) + ".",
+            _one_of(*BOARD_ARCHES)),
     Setting("base.suite", "trixie", "Debian suite the image is built from.",
             _matches(r"[a-z]+", "a Debian suite name such as trixie")),
     Setting("base.mirror", "http://deb.debian.org/debian",
@@ -155,7 +165,8 @@ SETTINGS: list[Setting] = [
             _one_of("/boot/firmware", "/boot")),
     Setting("hostname", "clusterlab",
             "Default host name; each card can set its own in meta-data on the boot partition.",
-            _matches(HOSTNAME, "a host name (lower-case letters, digits, '-')")),
+            # the rule of the card's default_hostname, which it becomes
+            cluster_schema.BY_KEY["default_hostname"].problem),
     Setting("locale", "en_US.UTF-8", "System locale (generated in the image).",
             _matches(r"[A-Za-z_]+\.UTF-8", "a UTF-8 locale such as en_US.UTF-8")),
     Setting("timezone", "Etc/UTC", "Time zone, a name from the tz database.",
@@ -166,34 +177,18 @@ SETTINGS: list[Setting] = [
             "or key to user-data on the card. Example: [{name: pi, groups: [sudo, docker], "
             "ssh_keys: ['ssh-ed25519 AAAA… me@laptop']}]",
             _check_users),
-    Setting("cluster.name", "clusterlab",
-            "Name of the cluster: a node joins only a master that announces the same name.",
-            _matches(r"[a-z0-9-]{1,40}", "a name of lower-case letters, digits and '-'")),
-    Setting("cluster.vlan_id", 200,
-            "802.1Q VLAN id on the wired port that keeps the cluster's traffic off the LAN.",
-            _int_between(1, 4094)),
-    Setting("cluster.subnet", "192.168.200.0/24", "IPv4 subnet of the cluster's VLAN.",
-            _matches(IPV4 + r"/\d+", "an IPv4 network such as 192.168.200.0/24")),
-    Setting("cluster.master_address", "",
-            "Address the master takes in the VLAN; empty for the subnet's first.",
-            _matches(f"({IPV4})?", "an IPv4 address, or empty")),
-    Setting("cluster.dhcp_range", "192.168.200.20-192.168.200.200",
-            "Addresses the master hands out by DHCP in the VLAN, FIRST-LAST.",
-            _matches(f"{IPV4}-{IPV4}", "FIRST-LAST addresses")),
-    Setting("cluster.probe_range", "192.168.200.240-192.168.200.250",
-            "Temporary addresses a booting node listens from before it knows its role.",
-            _matches(f"{IPV4}-{IPV4}", "FIRST-LAST addresses")),
-    Setting("cluster.discovery_timeout", 15,
-            "Seconds a booting node listens for a master before it claims the role itself.",
-            _int_between(3, 600)),
+    # the cluster section is the node agent's own schema (see cluster.py for the card)
+    *[Setting(f"cluster.{field.key}", field.default, field.doc, field.problem)
+      for field in cluster_schema.FIELDS if field.in_build],
     Setting("cluster.gossip_key", "",
             "Key (base64 of 32 bytes) encrypting Consul's gossip. Empty: one derived from the "
             "image version, the same on every card of a build and known to whoever has the image "
             "or knows its version; set your own ('head -c32 /dev/urandom | base64') for a key "
             "only your cards hold.",
-            _matches(r"([A-Za-z0-9+/]{43}=)?", "base64 of 32 bytes, or empty")),
-    Setting("image.compression", "xz", "Compression of the exported image: xz or zstd.",
-            _one_of("xz", "zstd")),
+            _empty_or(cluster_schema.BY_KEY["gossip_key"].problem)),
+    Setting("image.compression", "xz",
+            "Compression of the exported image: " + " or ".join(WRITTEN) + ".",
+            _one_of(*WRITTEN)),
     Setting("image.root_headroom_mib", 768,
             "Free space (MiB) left in the root file system of the image, beyond its content; "
             "the root grows to fill the card on first boot.",
@@ -225,12 +220,18 @@ BY_KEY = {s.key: s for s in SETTINGS}
 class Config:
     """The effective, validated settings of one build."""
 
-    def __init__(self, values: dict[str, Any], sources: list[str]):
+    def __init__(self, values: dict[str, Any], sources: list[str], origins: dict[str, str]):
         self._values = values
         self.sources = sources
+        self._origins = origins  # key -> the file (or "--set") that gave its value, in order
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
+
+    def last_source(self, keys: list[str]) -> str:
+        """Of the files and --set options that gave these settings, the one applied last: where
+        a combination of settings went wrong."""
+        return next(source for key, source in reversed(self._origins.items()) if key in keys)
 
     def nested(self) -> dict[str, Any]:
         """Settings as nested mappings: for templates (`config.image.compression`) and output."""
@@ -251,13 +252,15 @@ class Config:
 def load(files: list[Path], overrides: list[str]) -> Config:
     """Defaults, then each file in order, then each --set key=value; every value validated."""
     values = {s.key: s.default for s in SETTINGS}
-    for path in files:
-        for key, value in _read_file(path).items():
-            values[key] = _validated(str(path), key, _merged(key, values[key], value))
-    for item in overrides:
-        key, value = _parse_override(item)
-        values[key] = _validated("--set", key, _merged(key, values[key], value))
-    return Config(values, [str(p) for p in files] + [f"--set {o}" for o in overrides])
+    origins = {key: "the defaults" for key in values}
+    given = itertools.chain(  # read one by one: the first mistake is the one reported
+        ((str(path), item) for path in files for item in _read_file(path).items()),
+        (("--set", _parse_override(item)) for item in overrides))
+    for source, (key, value) in given:
+        values[key] = _validated(source, key, _merged(key, values[key], value))
+        origins.pop(key)
+        origins[key] = source
+    return Config(values, [str(p) for p in files] + [f"--set {o}" for o in overrides], origins)
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -270,7 +273,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     if document is None:
         return {}
     if not isinstance(document, dict):
-        raise UserError(f"{path}: expected a mapping of settings, got {_describe(document)}")
+        raise UserError(f"{path}: expected a mapping of settings, got {describe(document)}")
     return _flatten(str(path), document)
 
 
@@ -320,9 +323,9 @@ def _validated(source: str, key: str, value: Any) -> Any:
         expected = BY_KEY[key].check(value)
     except SpecError as e:
         raise UserError(f"{source}: {key}.{e.field}: expected {e.expected}, "
-                        f"got {_describe(e.got)}") from None
+                        f"got {describe(e.got)}") from None
     if expected:
-        raise UserError(f"{source}: {key}: expected {expected}, got {_describe(value)}")
+        raise UserError(f"{source}: {key}: expected {expected}, got {describe(value)}")
     return value
 
 
@@ -332,7 +335,7 @@ def _unknown_key_message(source: str, key: str) -> str:
     return f"{source}: {key}: unknown setting{hint}; 'build.py config --defaults' lists them all"
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
     kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
             dict: "mapping", type(None): "nothing"}.get(type(value), type(value).__name__)
     shown = repr(value)

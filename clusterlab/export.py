@@ -8,12 +8,10 @@ import subprocess
 from pathlib import Path
 
 from . import log
+from .compression import BY_SUFFIX, FORMATS
 from .errors import BuildError
 from .run import run
 
-# xz -3: a third faster than the default -6 for an image 7% larger
-COMPRESSORS = {"xz": ["xz", "-T0", "-3", "-c"], "zstd": ["zstd", "-T0", "-10", "-c", "-q"]}
-DECOMPRESSORS = {".xz": ["xz", "-dc", "-T0"], ".zst": ["zstd", "-dc"], ".gz": ["gzip", "-dc"]}
 
 
 @contextlib.contextmanager
@@ -32,7 +30,7 @@ def compress(image: Path, final: Path, method: str) -> None:
     size = image.stat().st_size
     with written_atomically(final) as partial, open(partial, "wb") as out, \
             log.progress(size, f"{method} {image.name}") as bar:
-        proc = subprocess.Popen(COMPRESSORS[method], stdin=subprocess.PIPE, stdout=out)
+        proc = subprocess.Popen(FORMATS[method].compress, stdin=subprocess.PIPE, stdout=out)
         with open(image, "rb") as source:
             while chunk := source.read(4 << 20):
                 proc.stdin.write(chunk)
@@ -81,12 +79,13 @@ def write_manifest(target: Path, manifest: dict) -> None:
 
 @contextlib.contextmanager
 def decompressed(image: Path):
-    """The raw image as a stream, decompressed on the fly by xz, zstd or gzip."""
-    command = DECOMPRESSORS.get(image.suffix)
-    if command is None:
+    """The raw image as a stream, decompressed on the fly by its suffix's decompressor."""
+    compressed = BY_SUFFIX.get(image.suffix)
+    if compressed is None:
         with open(image, "rb") as stream:
             yield stream
         return
+    command = compressed.decompress
     process = subprocess.Popen([*command, str(image)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     try:

@@ -19,8 +19,9 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import yaml
+from clusterlab_node import settings as cluster_schema
 
-from . import card, config, disk, export, log
+from . import card, compression, config, disk, export, log
 from .errors import BuildError, UserError
 
 CHUNK = 4 << 20
@@ -64,17 +65,17 @@ class Result:
 # inputs
 
 def raw_name(image: Path) -> str:
-    """foo.img for foo.img, foo.img.xz, foo.img.zst and foo.img.gz."""
+    """foo.img for foo.img and foo.img compressed (foo.img.xz, …)."""
     name = image.name
     suffix = Path(name).suffix
-    return name[:-len(suffix)] if suffix in export.DECOMPRESSORS else name
+    return name[:-len(suffix)] if suffix in compression.BY_SUFFIX else name
 
 
 def check_image(image: Path) -> None:
     if not image.is_file():
         raise UserError(f"{image}: no such image file")
     if not raw_name(image).endswith(".img"):
-        raise UserError(f"{image}: expected an .img, .img.xz, .img.zst or .img.gz file")
+        raise UserError(f"{image}: expected an {compression.image_names()} file")
 
 
 def read_bmap(path: Path) -> BlockMap:
@@ -103,7 +104,7 @@ def read_bmap(path: Path) -> BlockMap:
 def card_settings(hostname: str | None, user: str, ssh_key_file: Path | None,
                   user_data_file: Path | None) -> CardSettings:
     """Every per-card input checked before anything is written."""
-    if hostname is not None and not re.fullmatch(config.HOSTNAME, hostname):
+    if hostname is not None and not re.fullmatch(cluster_schema.HOSTNAME, hostname):
         raise UserError(f"--hostname {hostname!r}: expected lower-case letters, digits and '-' "
                         "(at most 63, not starting or ending with '-')")
     if not re.fullmatch(config.USERNAME, user):

@@ -28,12 +28,18 @@ def key_of(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+BYTECODE = "__pycache__"
+
+
 def digest_files(paths: list[Path], root: Path | None = None) -> str:
-    """Hash of files or folders: relative names, modes, contents and link targets."""
+    """Hash of files or folders: relative names, modes, contents and link targets. Python
+    bytecode that running the code left beside it is no input."""
     digest = hashlib.sha256()
     for top in paths:
         entries = sorted(top.rglob("*")) if top.is_dir() else [top]
         for path in entries:
+            if BYTECODE in path.parts:
+                continue
             st = path.lstat()
             name = str(path.relative_to(root or top.parent))
             digest.update(f"{name}\0{st.st_mode:o}\0".encode())

@@ -1,5 +1,6 @@
 """Step banners with timings, warnings, and tqdm progress for long work; work run in the
-background logs into a buffer that is shown, in one piece, when its result is taken."""
+background logs into a buffer that is shown, in one piece, when its result is taken. Every step
+is also recorded, for machines: recorded_steps()."""
 
 import contextlib
 import sys
@@ -9,7 +10,11 @@ import time
 from tqdm import tqdm
 
 verbose = False
-_thread = threading.local()  # per thread: depth of nested steps, lines held back
+_thread = threading.local()  # per thread: depth of nested steps, lines held back, steps running
+# every step of the process, in the order they started (threads included); an entry is complete
+# once its "result" is set, when the step ends
+_record: list[dict] = []
+_record_lock = threading.Lock()
 
 
 def _depth() -> int:
@@ -36,19 +41,69 @@ def detail(message: str) -> None:
 
 
 @contextlib.contextmanager
-def step(title: str):
-    """Log a step's start and end with its duration; steps nest."""
+def step(title: str, *, name: str | None = None):
+    """Log a step's start and end with its duration; steps nest. The step is recorded under
+    name (a short stable identifier; its title when not given): see recorded_steps()."""
     info(f"‣ {title}")
     start = time.monotonic()
+    entry = {"name": name or title, "title": title, "depth": _depth(),
+             "background": getattr(_thread, "background", False), "seconds": None, "result": None}
+    with _record_lock:
+        _record.append(entry)
+    running = _running()
+    running.append([entry, "done"])  # the step, and its result should it end well
     _thread.depth = _depth() + 1
     try:
         yield
     except BaseException:
         _thread.depth = _depth() - 1
-        info(f"✗ {title} (failed after {time.monotonic() - start:.1f}s)")
+        seconds = time.monotonic() - start
+        _finish(running, "failed", seconds)
+        info(f"✗ {title} (failed after {seconds:.1f}s)")
         raise
     _thread.depth = _depth() - 1
-    info(f"✓ {title} ({time.monotonic() - start:.1f}s)")
+    seconds = time.monotonic() - start
+    _finish(running, running[-1][1], seconds)
+    info(f"✓ {title} ({seconds:.1f}s)")
+
+
+def _running() -> list[list]:
+    """This thread's steps that have started and not ended, innermost last."""
+    if not hasattr(_thread, "running"):
+        _thread.running = []
+    return _thread.running
+
+
+def _finish(running: list[list], result: str, seconds: float) -> None:
+    entry, _ = running.pop()
+    with _record_lock:
+        entry["seconds"], entry["result"] = round(seconds, 1), result
+
+
+def from_cache() -> None:
+    """The innermost running step (of this thread) took what it makes from the cache: say so,
+    and record the step as "cached"."""
+    if _running():
+        _running()[-1][1] = "cached"
+    info("unchanged: taken from the cache")
+
+
+def built() -> None:
+    """The innermost running step (of this thread) made what it makes, for the cache: record
+    the step as "built" (unless it fails after all)."""
+    if _running():
+        _running()[-1][1] = "built"
+
+
+def recorded_steps() -> list[dict]:
+    """The steps of this process that have ended, in the order they started, threads' included
+    (a thread's steps are in the record as they start, and show in the log when the
+    Background's result is taken). Each is {"name", "title", "depth" (within its thread),
+    "background" (run in a Background thread), "seconds", "result"}, result being "built" or
+    "cached" (a step that makes a cached thing: see built() and from_cache()), "done" (any
+    other step that ended well) or "failed"."""
+    with _record_lock:
+        return [dict(entry) for entry in _record if entry["result"] is not None]
 
 
 class Background:
@@ -60,7 +115,7 @@ class Background:
         self._thread.start()
 
     def _run(self) -> None:
-        _thread.held = self._lines
+        _thread.held, _thread.background = self._lines, True
         try:
             self._outcome = (True, self._fn())
         except BaseException as e:  # handed to the caller of result()

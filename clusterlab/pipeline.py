@@ -1,37 +1,42 @@
 """The build, as a flat list of steps: base → stages → finish → assemble → export."""
 
-import base64
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
+from typing import ClassVar
 
-from . import chroot, disk, export, layers, log, run, tree
+from clusterlab_node import settings as cluster_schema
+
+from . import chroot, cluster, disk, export, layers, log, run, tree
+from .arch import ARCHES
 from .base import debian, image as downloaded
+from .compression import FORMATS
 from .config import Config
 from .containers import bake
-from .errors import UserError
+from .errors import BuildError, UserError
 from .render import Renderer
 from .stages import Stage, discover
 from .version import source_date_epoch, version
 
 MIB = 1 << 20
 BOOTFS = "bootfs"  # beside upper/ in the last layer: what goes on the FAT partition
-CONSOLES = {"arm64": "ttyS1,115200 tty0", "armhf": "ttyAMA0,115200 tty0"}
-KERNEL_PACKAGES = {"arm64": "linux-image-arm64", "armhf": "linux-image-armmp"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Project:
-    """Where a checkout keeps its stages, templates and overlay files."""
+    """Where a checkout keeps what goes into an image: stages, the templates and overlay files
+    they name, and the node's Python packages (the agent, the demos)."""
     root: Path
+    FOLDERS: ClassVar = ("stages", "overlay-files", "templates", "node")
 
     @property
     def stages(self) -> list[Stage]:
-        return discover(self.root / "stages", self.root / "overlay-files", self.root / "templates")
+        return discover(*(self.root / folder for folder in self.FOLDERS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,19 +50,19 @@ class Outputs:
 
 def output_paths(config: Config, project: Project, name: str) -> Outputs:
     folder = project.root / config["image.output_dir"]
-    ext = {"xz": "xz", "zstd": "zst"}[config["image.compression"]]
-    return Outputs(folder / f"{name}.img", folder / f"{name}.img.{ext}",
-                   folder / f"{name}.img.{ext}.sha256", folder / f"{name}.img.bmap",
-                   folder / f"{name}.manifest.json")
+    compressed = folder / f"{name}.img{FORMATS[config['image.compression']].suffix}"
+    return Outputs(folder / f"{name}.img", compressed, Path(f"{compressed}.sha256"),
+                   folder / f"{name}.img.bmap", folder / f"{name}.manifest.json")
 
 
 def template_variables(config: Config, image_version: str) -> dict:
     return {"config": config.nested(), "version": image_version, "arch": config["arch"],
             "boot_label": disk.BOOT_LABEL, "root_label": disk.ROOT_LABEL,
-            "consoles": CONSOLES[config["arch"]], "kernel_package": KERNEL_PACKAGES[config["arch"]],
-            "boot_mount": boot_mount_of(config),
-            "gossip_key": config["cluster.gossip_key"] or derived_gossip_key(image_version,
-                                                                             config["arch"])}
+            "consoles": ARCHES[config["arch"]].consoles,
+            "kernel_package": ARCHES[config["arch"]].kernel_package,
+            "boot_mount": boot_mount_of(config), "cluster_settings": [
+                {"key": key, "value": value, "doc": cluster_schema.BY_KEY[key].doc}
+                for key, value in cluster.document(config, image_version).items()]}
 
 
 def boot_mount_of(config: Config) -> str:
@@ -65,12 +70,6 @@ def boot_mount_of(config: Config) -> str:
     if config["base.source"] == "download":
         return downloaded.source(config).boot_mount
     return tree.FIRMWARE
-
-
-def derived_gossip_key(image_version: str, arch: str) -> str:
-    """The same for every card of a build (the nodes must share it) and for a rebuild."""
-    seed = hashlib.sha256(f"clusterlab gossip {image_version} {arch}".encode()).digest()
-    return base64.b64encode(seed).decode()
 
 
 def identity(image_version: str, arch: str, epoch: int) -> disk.Identity:
@@ -86,11 +85,24 @@ def require_root() -> None:
 
 
 def build(config: Config, project: Project) -> Outputs:
+    start = time.monotonic()
     require_root()
     image_version = version(project.root)
     epoch = source_date_epoch(project.root)
     name = f"clusterlab-{image_version}-{config['arch']}"
     outputs = output_paths(config, project, name)
+    try:
+        outcome = _build(config, project, image_version, epoch, name, outputs)
+    except BaseException:
+        _write_steps(outputs, name, "failed", time.monotonic() - start)
+        raise
+    _write_steps(outputs, name, outcome, time.monotonic() - start)
+    return outputs
+
+
+def _build(config: Config, project: Project, image_version: str, epoch: int, name: str,
+           outputs: Outputs) -> str:
+    """The build once its outputs are named; returns its outcome, "built" or "unchanged"."""
     stages = project.stages
     renderer = Renderer(project.root / "templates", template_variables(config, image_version))
     if not config["users"]:
@@ -98,7 +110,7 @@ def build(config: Config, project: Project) -> Outputs:
                  "SSH key is added to user-data on the card's boot partition (see README)")
     log.info(f"building {name} ({sum(s.runs_on(config['base.source']) for s in stages)} stages)")
     cache = layers.LayerCache(config.cache_dir)
-    with log.step("prepare emulation: qemu-user for " + config["arch"]):
+    with log.step("prepare emulation: qemu-user for " + config["arch"], name="emulation"):
         chroot.prepare_emulation(config["arch"])
     # the container images need no emulation and mostly wait for the network and the disk:
     # they are made while the stages keep the processors busy
@@ -117,19 +129,19 @@ def build(config: Config, project: Project) -> Outputs:
     input_key = layers.key_of(key, dataclasses.asdict(ident), config.nested())
     if _up_to_date(outputs, input_key):
         log.info(f"{name}: nothing changed since the last build (input key {input_key})")
-        return outputs
+        return "unchanged"
     outputs.image.parent.mkdir(parents=True, exist_ok=True)
     with export.written_atomically(outputs.image) as raw, layers.overlay(stack) as rootfs:
-        with log.step("assemble image"):
+        with log.step("assemble image", name="assemble"):
             boot_size = disk.tree_bytes(bootfs) + config["image.boot_headroom_mib"] * MIB
             root_size = int(disk.tree_bytes(rootfs) * 1.1) + config["image.root_headroom_mib"] * MIB
             disk.log_layout(disk.assemble(raw, bootfs, rootfs, boot_size, root_size, ident))
             packages = export.installed_packages(rootfs)
-        with log.step("bmap"):
+        with log.step("bmap", name="bmap"):
             export.write_bmap(raw, outputs.bmap)
-        with log.step(f"compress ({config['image.compression']})"):
+        with log.step(f"compress ({config['image.compression']})", name="compress"):
             export.compress(raw, outputs.compressed, config["image.compression"])
-        with log.step("checksum and manifest"):
+        with log.step("checksum and manifest", name="manifest"):
             digest = export.write_sha256(outputs.compressed, outputs.checksum)
             export.write_manifest(outputs.manifest, _manifest(
                 config, outputs, raw, ident, input_key, packages, digest, tree_layers.archive,
@@ -140,7 +152,31 @@ def build(config: Config, project: Project) -> Outputs:
     for path in dataclasses.astuple(outputs):
         log.info(f"wrote {path}")
     log.info(f"cache: {_size(config.cache_dir) / 2**30:.1f} GiB in {config.cache_dir}")
-    return outputs
+    return "built"
+
+
+def steps_path(outputs: Outputs) -> Path:
+    """The record of the build's steps, beside the manifest. Every build writes it, also one
+    that failed or found nothing changed: it is of the build, no output (see _up_to_date)."""
+    return outputs.manifest.with_name(
+        outputs.manifest.name.removesuffix(".manifest.json") + ".steps.json")
+
+
+def _write_steps(outputs: Outputs, name: str, outcome: str, seconds: float) -> None:
+    """{"name", "outcome": "built" | "unchanged" | "failed", "seconds", "steps":
+    log.recorded_steps()}. For a failed build, not writing it is only warned about: the
+    build's own error is the one to report."""
+    path = steps_path(outputs)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with export.written_atomically(path) as partial:
+            partial.write_text(json.dumps({"name": name, "outcome": outcome,
+                                           "seconds": round(seconds, 1),
+                                           "steps": log.recorded_steps()}, indent=2) + "\n")
+    except Exception as e:
+        if outcome != "failed":
+            raise BuildError(f"could not write the build's step record {path}: {e}") from e
+        log.warn(f"could not write the build's step record {path}: {e}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,32 +206,32 @@ def _tree_layers(config: Config, project: Project, cache: layers.LayerCache, ren
         disk_id = disk.disk_id(raw)
         key = layers.key_of("base", builder, "download", sha256, boot_mount,
                             layers.digest_files([package / "base/image.py"], package))
-        with log.step(f"base: {src.url.rsplit('/', 1)[-1]}"):
+        with log.step(f"base: {src.url.rsplit('/', 1)[-1]}", name="base"):
             stack.append(_layer(cache, key, stack, lambda root, _: _make_downloaded_base(
                 raw, root, src, apt_cache), base=True))
     else:
         archive = debian.archive_state(debian.apt_sources(config))
         key = layers.key_of("base", builder, debian.base_key(config, archive))
-        with log.step(f"base: Debian {config['base.suite']} {config['arch']}"):
+        with log.step(f"base: Debian {config['base.suite']} {config['arch']}", name="base"):
             stack.append(_layer(cache, key, stack, lambda root, _: _make_base(config, root),
                                 base=True))
     stages = [s for s in project.stages if s.runs_on(config["base.source"])]
     for stage, key in stage_keys(key, stages, renderer, project):
-        with log.step(f"stage {stage.name}: {stage.description}"):
+        with log.step(f"stage {stage.name}: {stage.description}", name=f"stage {stage.name}"):
             stack.append(_layer(cache, key, stack, lambda root, _: _in_chroot(
                 root, apt_cache, lambda: tree.apply_stage(root, stage, renderer, boot_mount))))
-    with log.step("container images"):
+    with log.step("container images", name="containers"):
         baked = images.result()
     key = layers.key_of(key, "containers", bake.layer_inputs(baked))
-    with log.step("container images into the tree"):
+    with log.step("container images into the tree", name="containers into tree"):
         stack.append(_layer(cache, key, stack, lambda root, _: bake.place(baked, root)))
     key = layers.key_of(key, "finish")
-    with log.step("finish tree"):
+    with log.step("finish tree", name="finish"):
         initramfs_cache = config.cache_dir / "initramfs"
         stack.append(_layer(cache, key, stack, lambda root, _: _in_chroot(
             root, apt_cache, lambda: tree.finish(root, initramfs_cache))))
     key = layers.key_of(key, "strip", epoch, layers.digest_files([Path(__file__)], package))
-    with log.step("strip tree"):
+    with log.step("strip tree", name="strip"):
         stack.append(_layer(cache, key, stack, lambda root, layer: _strip(root, layer, epoch,
                                                                           boot_mount)))
     return TreeLayers(stack, key, archive, baked, disk_id)
@@ -236,14 +272,15 @@ def stage_inputs(stage: Stage, renderer: Renderer, project: Project) -> dict:
             "files": layers.digest_files([stage.path], project.root),
             "packages": tree.packages_of(stage, renderer),
             "templates": {dst: renderer.render(src) for src, dst in stage.templates},
-            "overlay": layers.digest_files([stage.overlay], project.root) if stage.overlay else None}
+            "overlay": layers.digest_files([stage.overlay], project.root) if stage.overlay else None,
+            "python_packages": layers.digest_files(list(stage.python_packages), project.root)}
 
 
 def _layer(cache: layers.LayerCache, key: str, below: list[Path], make, base: bool = False) -> Path:
     """The cached layer for key; when missing, make(root, layer folder) makes it on top of the
     layers below (the base layer is made straight into its folder)."""
     if cache.has(key):
-        log.info("unchanged: taken from the cache")
+        log.from_cache()
     else:
         with cache.building(key) as partial:
             if base:
@@ -251,6 +288,7 @@ def _layer(cache: layers.LayerCache, key: str, below: list[Path], make, base: bo
             else:
                 with layers.overlay(below, partial) as root:
                     make(root, partial)
+        log.built()
     cache.mark_used(key)
     return cache.path(key)
 

@@ -14,13 +14,10 @@ import time
 from pathlib import Path
 
 from . import disk, log, run
+from .arch import ARCHES, for_firmware
 from .errors import BuildError, UserError
 
 SSH_CONNECT_FAILURE = re.compile(r"kex_exchange_identification|Connection (refused|reset|closed)")
-MACHINES = {
-    "arm64": ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72"],
-    "armhf": ["qemu-system-arm", "-M", "virt,highmem=off", "-cpu", "cortex-a15"],
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +39,7 @@ def boot_files(image: Path) -> BootFiles:
             settings[key] = value.strip()
     if "kernel" not in settings or "initramfs" not in settings:
         raise BuildError(f"{image}: config.txt names no kernel or initramfs")
-    arch = "arm64" if settings.get("arm_64bit") == "1" else "armhf"
+    arch = for_firmware(settings.get("arm_64bit") == "1").name
     cmdline = disk.fat_read(image, boot, "cmdline.txt").decode().strip()
     return BootFiles(arch, settings["kernel"], settings["initramfs"].split()[0], cmdline)
 
@@ -106,7 +103,7 @@ def booted(image: Path, ssh_port: int, serial_log: Path | None = None, snapshot:
         initrd.write_bytes(disk.fat_read(image, boot, files.initrd))
         drive = f"file={image},format=raw,if=virtio" + (",snapshot=on" if snapshot else "")
         serial = f"file:{serial_log}" if serial_log else "mon:stdio"
-        argv = [*MACHINES[files.arch], "-smp", str(cpus), "-m", str(memory_mib),
+        argv = [*ARCHES[files.arch].qemu_system, "-smp", str(cpus), "-m", str(memory_mib),
                 "-kernel", str(kernel), "-initrd", str(initrd),
                 "-append", f"{files.cmdline} console=ttyAMA0",
                 "-drive", drive, "-display", "none", "-serial", serial,

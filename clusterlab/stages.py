@@ -1,7 +1,8 @@
 """Stages: folders `stages/NN-name/` with a `stage.yaml`, run in NN order.
 
-A stage installs packages, copies its overlay folder, renders templates and runs scripts (in the
-image's chroot, or on the host with the tree's path in $ROOTFS). Adding a stage is copying a folder.
+A stage installs packages, copies its overlay folder and the project's Python packages it names
+(the node agent, the demos), renders templates and runs scripts (in the image's chroot, or on the
+host with the tree's path in $ROOTFS). Adding a stage is copying a folder.
 """
 
 import dataclasses
@@ -17,6 +18,7 @@ KEYS = {
     "description": "one line saying what the stage does",
     "packages": "a list of Debian package names (or {{ variables }})",
     "overlay": "a folder under overlay-files/ copied verbatim into the image",
+    "python_packages": "a list of Python packages under node/ installed into the image",
     "templates": "a mapping of template (under templates/) to destination path in the image",
     "chroot_scripts": "a list of scripts in the stage folder run inside the image (chroot)",
     "host_scripts": "a list of scripts in the stage folder run on the host, $ROOTFS = the tree",
@@ -35,6 +37,7 @@ class Stage:
     description: str
     packages: tuple[str, ...]
     overlay: Path | None
+    python_packages: tuple[Path, ...]  # package folders, installed into the image's python3
     templates: tuple[tuple[str, str], ...]  # (template name, absolute destination in the image)
     chroot_scripts: tuple[Path, ...]
     host_scripts: tuple[Path, ...]
@@ -50,6 +53,8 @@ class Stage:
             parts.append(f"{len(self.packages)} packages")
         if self.overlay:
             parts.append(f"overlay {self.overlay.name}/")
+        if self.python_packages:
+            parts.append(", ".join(p.name for p in self.python_packages))
         if self.templates:
             parts.append(f"{len(self.templates)} templates")
         scripts = len(self.chroot_scripts) + len(self.host_scripts)
@@ -58,7 +63,8 @@ class Stage:
         return ", ".join(parts) or "nothing"
 
 
-def discover(stages_dir: Path, overlay_root: Path, templates_dir: Path) -> list[Stage]:
+def discover(stages_dir: Path, overlay_root: Path, templates_dir: Path,
+             python_root: Path) -> list[Stage]:
     """All stages in NN order (skipped ones included, marked), each validated."""
     if not stages_dir.is_dir():
         raise UserError(f"{stages_dir}: stages folder not found")
@@ -68,7 +74,7 @@ def discover(stages_dir: Path, overlay_root: Path, templates_dir: Path) -> list[
         if not STAGE_DIR.fullmatch(folder.name):
             raise UserError(f"{folder}: a stage folder is named NN-name (two digits, a dash, "
                             f"lower-case name), got {folder.name!r}")
-        stages.append(_load(folder, overlay_root, templates_dir))
+        stages.append(_load(folder, overlay_root, templates_dir, python_root))
     numbers = [s.name[:2] for s in stages]
     for number in {n for n in numbers if numbers.count(n) > 1}:
         clash = ", ".join(s.name for s in stages if s.name.startswith(number))
@@ -77,7 +83,7 @@ def discover(stages_dir: Path, overlay_root: Path, templates_dir: Path) -> list[
     return stages
 
 
-def _load(folder: Path, overlay_root: Path, templates_dir: Path) -> Stage:
+def _load(folder: Path, overlay_root: Path, templates_dir: Path, python_root: Path) -> Stage:
     file = folder / "stage.yaml"
     try:
         data = yaml.safe_load(file.read_text()) or {}
@@ -106,6 +112,11 @@ def _load(folder: Path, overlay_root: Path, templates_dir: Path) -> Stage:
         if not isinstance(overlay, str) or not (overlay_root / overlay).is_dir():
             raise fail("overlay", overlay)
         overlay = overlay_root / overlay
+    python_packages = data.get("python_packages", [])
+    if not isinstance(python_packages, list) or not all(
+            isinstance(p, str) and re.fullmatch(r"[a-z_][a-z0-9_]*", p)
+            and (python_root / p / "__init__.py").is_file() for p in python_packages):
+        raise fail("python_packages", python_packages)
     templates = data.get("templates", {})
     if not isinstance(templates, dict) or not all(
             isinstance(src, str) and (templates_dir / src).is_file()
@@ -118,6 +129,7 @@ def _load(folder: Path, overlay_root: Path, templates_dir: Path) -> Stage:
     if not isinstance(bases, list) or not bases or not set(bases) <= set(BASES):
         raise fail("bases", bases)
     return Stage(folder.name, folder, description, tuple(packages), overlay,
+                 tuple(python_root / p for p in python_packages),
                  tuple(templates.items()), _scripts(file, folder, data, "chroot_scripts"),
                  _scripts(file, folder, data, "host_scripts"), skip, tuple(bases))
 

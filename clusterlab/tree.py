@@ -17,6 +17,7 @@ from .stages import Stage
 
 DIVERTED = ("/usr/sbin/update-initramfs", "/usr/bin/py3compile")
 FIRMWARE = "/boot/firmware"  # where Debian mounts the boot (FAT) partition
+PYTHON_PACKAGES = "usr/lib/python3/dist-packages"  # where the image's python3 finds packages
 NO_OP = "#!/bin/sh\n# ClusterLab build: postponed to the end of the build\nexit 0\n"
 BUILD_DPKG_CFG = "etc/dpkg/dpkg.cfg.d/clusterlab-build"
 # Unsafe I/O is safe here: a failed build throws the tree away. Our own files win over conffiles.
@@ -40,10 +41,14 @@ def prepare(tree: Path) -> None:
 
 def apply_stage(tree: Path, stage: Stage, renderer: Renderer,
                 boot_mount: str = FIRMWARE) -> None:
-    """Overlay, then templates (so package scripts see our settings), packages, scripts.
-    Templates meant for /boot/firmware go where the base mounts its boot partition."""
+    """Overlay and Python packages, then templates (so package scripts see our settings),
+    packages, scripts. Templates meant for /boot/firmware go where the base mounts its boot
+    partition."""
     if stage.overlay:
         run(["cp", "-a", "--no-preserve=ownership", f"{stage.overlay}/.", str(tree)])
+    for package in stage.python_packages:
+        shutil.copytree(package, tree / PYTHON_PACKAGES / package.name, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(layers.BYTECODE))
     for source, destination in stage.templates:
         if destination.startswith(FIRMWARE + "/"):
             destination = boot_mount + destination.removeprefix(FIRMWARE)

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 from .. import disk, download, export, log
+from ..compression import BY_SUFFIX, image_names
 from ..config import Config
 from ..errors import BuildError, UserError
 from ..run import run
@@ -83,12 +84,13 @@ def unpacked(file: Path, raw: Path) -> Path:
 def _unpack(file: Path, name: str, target: Path) -> None:
     if name.endswith(".zip"):
         _unzip_one_image(file, target)
-    elif name.endswith((".img.xz", ".img.gz")):
+    elif name.endswith(tuple(".img" + suffix for suffix in BY_SUFFIX)):
         _decompress(file, target)
     elif name.endswith(".img"):
         shutil.copyfile(file, target)
     else:
-        raise UserError(f"{file.name}: expected an .img, .img.xz, .img.gz or .zip file")
+        raise UserError(f"{file.name}: expected an {image_names()} file, or a .zip holding one "
+                        ".img")
 
 
 def _unzip_one_image(file: Path, target: Path) -> None:

@@ -13,10 +13,10 @@ import os
 import tarfile
 from pathlib import Path
 
+from ..arch import ARCHES
 from ..export import written_atomically
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PLATFORMS = {"arm64": ("arm64", "v8"), "armhf": ("arm", "v7"), "amd64": ("amd64", None)}
 CHUNK = 1 << 20
 
 
@@ -64,7 +64,7 @@ def image_config(arch: str, diff_ids: list[str], epoch: int, entrypoint: list[st
                  cmd: list[str], env: dict[str, str], ports: list[str], workdir: str,
                  history: str) -> bytes:
     """An OCI/Docker image config for a single-platform image."""
-    architecture, variant = PLATFORMS[arch]
+    architecture, variant = ARCHES[arch].oci_architecture, ARCHES[arch].oci_variant
     created = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
     config = {"Env": [f"PATH={PATH}"] + [f"{k}={v}" for k, v in sorted(env.items())],

@@ -43,7 +43,8 @@ def obtain(config: Config, epoch: int) -> list[Baked]:
     store.mkdir(parents=True, exist_ok=True)
     baked = []
     for spec in specs_of(config):
-        with log.step(f"container image {spec.name} ({spec.tag})"):
+        with log.step(f"container image {spec.name} ({spec.tag})",
+                      name=f"container image {spec.name}"):
             maker = _from_debian if isinstance(spec.source, DebianSource) else _from_registry
             baked.append(maker(spec, config, store, epoch))
     return baked
@@ -60,11 +61,12 @@ def _from_debian(spec: ImageSpec, config: Config, store: Path, epoch: int) -> Ba
                         debian_base.archive_state(sources), code, epoch)
     target = store / f"{key}.tar"
     if target.exists():
-        log.info("unchanged: taken from the cache")
+        log.from_cache()
     else:
         # downloads apart from the image's: both are written while the other build runs
         debian.build(spec, config["arch"], suite, sources, config.cache_dir / "container-debs",
                      target, epoch)
+        log.built()
     return Baked(spec, target, image_id_of(target),
                  f"debian {suite}: {', '.join(spec.source.packages)}")
 
@@ -74,9 +76,10 @@ def _from_registry(spec: ImageSpec, config: Config, store: Path, epoch: int) -> 
     key = layers.key_of("registry-image", spec.tag, pulled.manifest_digest, epoch)
     target = store / f"{key}.tar"
     if target.exists():
-        log.info("unchanged: taken from the cache")
+        log.from_cache()
     else:
         write_docker_archive(target, spec.tag, pulled.config, pulled.layers, epoch)
+        log.built()
     image_id = "sha256:" + hashlib.sha256(pulled.config).hexdigest()
     return Baked(spec, target, image_id, f"{spec.source.ref}@{pulled.manifest_digest}"
                  if not spec.source.ref.digest else str(spec.source.ref))

@@ -18,6 +18,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
 from .. import log
+from ..arch import ARCHES
 from ..errors import BuildError
 from .spec import Reference, RegistrySource
 
@@ -26,9 +27,6 @@ INDEX_TYPES = {"application/vnd.oci.image.index.v1+json",
 MANIFEST_TYPES = {"application/vnd.oci.image.manifest.v1+json",
                   "application/vnd.docker.distribution.manifest.v2+json"}
 ACCEPT = ", ".join(sorted(INDEX_TYPES | MANIFEST_TYPES))
-# the platform each image architecture wants: (architecture, variants accepted, best first)
-PLATFORMS = {"arm64": ("arm64", ["v8", None]), "armhf": ("arm", ["v7", None]),
-             "amd64": ("amd64", [None])}
 TIMEOUT = 60
 BLOB_ATTEMPTS = 4
 CHUNK = 1 << 20
@@ -150,7 +148,9 @@ def _manifest(registry: Registry, reference: str) -> tuple[bytes, str, str]:
 
 
 def _platform_manifest(ref: Reference, index: dict, arch: str) -> str:
-    wanted, variants = PLATFORMS[arch]
+    wanted = ARCHES[arch].oci_architecture
+    # the architecture's own variant first, then an image that names none
+    variants = list(dict.fromkeys([ARCHES[arch].oci_variant, None]))
     offered = [(m.get("platform", {}), m["digest"]) for m in index.get("manifests", [])]
     for variant in variants:
         for platform, digest in offered:

@@ -5,7 +5,8 @@ import dataclasses
 import re
 from typing import Any
 
-TAG = r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+from clusterlab_node.settings import IMAGE_TAG
+
 COMPONENT = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"
 DIGEST = r"sha256:[0-9a-f]{64}"
 DOCKER_HUB = "docker.io"
@@ -95,7 +96,7 @@ def parse(name: str, entry: Any) -> ImageSpec:
     if not isinstance(entry, dict):
         raise SpecError(name, "a mapping with tag, source and the source's fields", entry)
     tag = entry.get("tag")
-    if not isinstance(tag, str) or not re.fullmatch(TAG, tag):
+    if not isinstance(tag, str) or not re.fullmatch(IMAGE_TAG, tag):
         raise SpecError(f"{name}.tag", "the name:tag the image carries on the node, e.g. "
                         "clusterlab/consul:1.8.7 (a tag is required)", tag)
     source = entry.get("source")

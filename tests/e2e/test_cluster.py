@@ -6,6 +6,10 @@ import time
 
 import pytest
 
+from clusterlab import config
+
+WEB = config.DEFAULT_CONTAINERS["web"]["tag"]
+
 pytestmark = pytest.mark.e2e
 SUBNET = ipaddress.IPv4Network("192.168.200.0/24")
 
@@ -56,12 +60,11 @@ def test_a_container_on_a_worker_reaches_one_on_the_master_by_name(cluster):
     master, worker = cluster.master, cluster.workers[0]
     master.sh("sudo docker network create --driver overlay --attachable e2e-overlay")
     try:
-        master.sh("sudo docker run --detach --name e2e-web --network e2e-overlay "
-                  "clusterlab/web:1")
+        master.sh(f"sudo docker run --detach --name e2e-web --network e2e-overlay {WEB}")
         served = master.sh("sudo docker exec e2e-web busybox hostname")
         # the image has busybox without its applet links: every applet is called by name
         fetched = worker.sh("sudo docker run --rm --network e2e-overlay --entrypoint busybox "
-                            "clusterlab/web:1 sh -c 'for i in $(busybox seq 30); do "
+                            f"{WEB} sh -c 'for i in $(busybox seq 30); do "
                             "busybox wget -qO- http://e2e-web/ && exit 0; busybox sleep 2; "
                             "done; exit 1'", timeout=300)
         assert served in fetched

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterlab import disk, qemu
+from clusterlab import config, disk, qemu
 from localnet import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.boot]
@@ -114,5 +114,6 @@ def test_the_masters_consul_serves_its_web_ui(node):
     ask = ("python3 -c \"import urllib.request as u; "
            "print(u.urlopen('http://127.0.0.1:8500/{}', timeout=10).read().decode())\"")
     assert "<title>Consul" in sh(node, ask.format("ui/"))
+    # the tag the card's clusterlab.yaml names, written from the build's containers
     assert sh(node, "sudo docker inspect --format '{{.Config.Image}}' consul") == \
-        "clusterlab/consul:1.8.7"
+        config.DEFAULT_CONTAINERS["consul"]["tag"]

@@ -82,7 +82,10 @@ def test_a_second_build_downloads_nothing(on_download, served):
 def test_a_wrong_checksum_is_refused_before_anything_is_built(served, tmp_path):
     result = build(tmp_path, f"{served.url}/base.img.xz", "0" * 64)
     assert result.returncode == 2 and "sha256 is not" in result.stderr
-    assert not list(tmp_path.iterdir())
+    # no output: only the record of the build's steps, which says it failed
+    record, = tmp_path.iterdir()
+    assert record.name.endswith(".steps.json")
+    assert json.loads(record.read_text())["outcome"] == "failed"
 
 
 def test_a_zipped_base_unpacks_to_the_same_image(served, built, tmp_path):

@@ -1,7 +1,7 @@
 """Rebuilds reuse the cache: a template edit rebuilds only the stages that depend on it, and a
-build with nothing changed keeps its outputs. Asserted from the build's own step log."""
+build with nothing changed keeps its outputs. Asserted from the build's step record."""
 
-import re
+import json
 import shutil
 import subprocess
 import sys
@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from clusterlab import pipeline
+
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-FROM_CACHE = "unchanged: taken from the cache"
+STEPS_RECORD = "*.steps.json"  # written by every build beside its manifest: no output
 
 
 @pytest.fixture(scope="module")
@@ -21,30 +23,28 @@ def project(built, tmp_path_factory):
     copy = tmp_path_factory.mktemp("project")
     for name in ("build.py", "VERSION", "clusterlab.yaml"):
         shutil.copy(ROOT / name, copy / name)
-    for name in ("clusterlab", "stages", "templates", "overlay-files"):
+    for name in ("clusterlab", *pipeline.Project.FOLDERS):
         shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
     return copy
 
 
-def build(project: Path) -> dict[str, bool]:
-    """Build; return for each step whether it came from the cache."""
+def is_layer(name: str) -> bool:
+    return name in ("base", "containers into tree", "finish", "strip") or name.startswith("stage ")
+
+
+def build(project: Path) -> dict[str, str | bool]:
+    """Build; return the result ("built" or "cached") of each step that makes a layer, as the
+    build recorded it, and under "nothing changed" whether its outcome was "unchanged"."""
     result = subprocess.run([sys.executable, str(project / "build.py"), "build",
                              "--set", "image.compression=zstd"],
                             cwd=project, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    steps, current = {}, None
-    for line in result.stderr.splitlines():
-        started = re.match(r"‣ (.+)", line)
-        if started:
-            # only the steps that make a layer count; nested steps are indented
-            layer = re.match(r"base|stage [^:\s]+|finish tree|strip tree|"
-                             r"container images into the tree", started.group(1))
-            current = layer.group(0) if layer else None
-            if current:
-                steps[current] = False
-        elif current and FROM_CACHE in line:
-            steps[current] = True
-    steps["nothing changed"] = "nothing changed since the last build" in result.stderr
+    record_path, = (project / "images").glob(STEPS_RECORD)
+    record = json.loads(record_path.read_text())
+    steps = {s["name"]: s["result"] for s in record["steps"] if is_layer(s["name"])}
+    assert set(steps.values()) <= {"built", "cached"}, record
+    assert record["outcome"] in ("built", "unchanged"), record
+    steps["nothing changed"] = record["outcome"] == "unchanged"
     return steps
 
 
@@ -54,19 +54,26 @@ def test_template_edit_rebuilds_only_the_stages_that_use_it(project):
     # an edit no earlier run made, so no cached layer can match it
     meta_data.write_text(meta_data.read_text() + f"# edited {uuid.uuid4()}\n")
     steps = build(project)
-    assert steps["base"] and steps["stage 10-base"] and steps["stage 20-system"]
-    assert steps["stage 30-docker"]
-    assert not steps["stage 90-first-boot"]
-    assert not steps["finish tree"] and not steps["nothing changed"]
+    assert steps["base"] == steps["stage 10-base"] == steps["stage 20-system"] == "cached"
+    assert steps["stage 30-docker"] == "cached"
+    assert steps["stage 90-first-boot"] == "built"
+    assert steps["finish"] == "built" and not steps["nothing changed"]
     image, = (project / "images").glob("*.img")
     assert image.stat().st_size > 0
+
+
+def outputs(project: Path) -> dict[Path, int]:
+    """Every file in images/ but the steps record (of the build, no output), with its mtime."""
+    return {p: p.stat().st_mtime_ns for p in (project / "images").iterdir()
+            if not p.match(STEPS_RECORD)}
 
 
 def test_nothing_changed_keeps_the_outputs(project):
     build(project)
     manifests = list((project / "images").glob("*.manifest.json"))
-    before = {p: p.stat().st_mtime_ns for p in (project / "images").iterdir()}
+    before = outputs(project)
     steps = build(project)
-    assert all(steps.values()), steps
-    assert {p: p.stat().st_mtime_ns for p in (project / "images").iterdir()} == before
+    assert steps.pop("nothing changed") is True, steps
+    assert steps and all(result == "cached" for result in steps.values()), steps
+    assert outputs(project) == before
     assert manifests

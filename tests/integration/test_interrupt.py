@@ -2,8 +2,8 @@
 itself: no mount, no loop device, no output under its final name; started again, it reuses
 the layers that were complete and makes the interrupted one anew."""
 
+import json
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -32,19 +32,16 @@ def unused_time_zone() -> str:
     return random.Random(uuid.uuid4().int).choice(zones)
 
 
-def steps_from_cache(log: str) -> dict[str, bool]:
-    steps, current = {}, None
-    for line in log.splitlines():
-        started = re.match(r"‣ (.+)", line)
-        if started:
-            # only the steps that make a layer count; nested steps are indented
-            layer = re.match(r"base|stage [^:\s]+", started.group(1))
-            current = layer.group(0) if layer else None
-            if current:
-                steps[current] = False
-        elif current and "unchanged: taken from the cache" in line:
-            steps[current] = True
-    return steps
+def steps_record(out: Path) -> dict:
+    """The record of its steps the build writes beside the manifest, failed or not."""
+    path, = out.glob("*.steps.json")
+    return json.loads(path.read_text())
+
+
+def steps_from_cache(record: dict) -> dict[str, bool]:
+    # only the steps that make a layer count
+    return {s["name"]: s["result"] == "cached" for s in record["steps"]
+            if s["name"] == "base" or s["name"].startswith("stage ")}
 
 
 def test_sigterm_during_a_stage_leaves_nothing_behind_and_resumes(built, tmp_path):
@@ -65,14 +62,17 @@ def test_sigterm_during_a_stage_leaves_nothing_behind_and_resumes(built, tmp_pat
     assert status == 130, log.read_text()[-3000:]
     assert clusterlab_mounts() == []
     assert subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout == ""
-    assert not out.exists() or not any(out.iterdir())
+    # no output: only the record of the build's steps, which says it failed
+    record = steps_record(out)
+    assert [p.name for p in out.iterdir()] == [f"{record['name']}.steps.json"]
+    assert record["outcome"] == "failed", record
 
     again = subprocess.run([sys.executable, str(ROOT / "build.py"), "build",
                             "--set", f"timezone={zone}", "--set", f"image.output_dir={out}",
                             "--set", "image.compression=zstd"],
                            cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
-    steps = steps_from_cache(again.stderr)
+    steps = steps_from_cache(steps_record(out))
     assert steps["base"] and steps["stage 10-base"], steps
     assert not steps["stage 20-system"], steps  # the half-made layer was not used
     assert len(list(out.glob("*.img"))) == 1

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def project(tmp_path):
-    for folder in ("stages", "templates", "overlay-files"):
+    for folder in pipeline.Project.FOLDERS:
         shutil.copytree(ROOT / folder, tmp_path / folder)
     return pipeline.Project(tmp_path)
 
@@ -88,6 +88,16 @@ def test_overlay_file_edit_and_new_file(project):
     assert changed(before, after_edit) == ["20-system", "30-docker", "40-cluster", "50-demos", "90-first-boot"]
     (overlay.parent / "20-more.conf").write_text("X11Forwarding no\n")
     assert changed(after_edit, keys(project)) == ["20-system", "30-docker", "40-cluster", "50-demos", "90-first-boot"]
+
+
+def test_node_package_edit_rebuilds_the_stage_that_installs_it_and_bytecode_nothing(project):
+    before = keys(project)
+    module = project.root / "node/clusterlab_demo/cli.py"
+    (module.parent / "__pycache__").mkdir()
+    (module.parent / "__pycache__/cli.cpython-311.pyc").write_bytes(b"host bytecode")
+    assert changed(before, keys(project)) == []
+    module.write_text(module.read_text() + "# edited\n")
+    assert changed(before, keys(project)) == ["50-demos", "90-first-boot"]
 
 
 def test_skipping_a_stage_changes_only_later_keys(project):

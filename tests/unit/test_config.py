@@ -120,3 +120,48 @@ def test_a_text_setting_keeps_what_was_typed_even_when_it_looks_like_a_number():
     assert config.load([], [f"base.sha256={digits}"])["base.sha256"] == digits
     with pytest.raises(UserError, match="base.sha256: expected 64 lower-case hex digits"):
         config.load([], ["base.sha256=12"])
+
+
+@pytest.mark.parametrize("settings, expected", [
+    (["cluster.subnet=10.0.0.0/24"], "cluster.dhcp_range: expected FIRST-LAST, host addresses in "
+     "10.0.0.0/24, got string '192.168.200.20-192.168.200.200'"),
+    (["cluster.subnet=192.168.200.7/24"], "cluster.subnet: expected an IPv4 network of at least 16 "
+     "addresses, without host bits set"),
+    (["cluster.subnet=192.168.200.0/29"], "cluster.subnet: expected an IPv4 network of at least 16"),
+    (["cluster.dhcp_range=192.168.200.90-192.168.200.30"], "cluster.dhcp_range: expected FIRST-LAST,"
+     " two IPv4 addresses with FIRST <= LAST, got string '192.168.200.90-192.168.200.30'"),
+    (["cluster.dhcp_range=192.168.200.20-192.168.200.245"], "cluster.probe_range: expected a range "
+     "apart from the DHCP range"),
+    (["cluster.probe_range=192.168.200.100-192.168.200.110"], "cluster.probe_range: expected a range"
+     " apart from the DHCP range, got string '192.168.200.100-192.168.200.110'"),
+    (["cluster.master_address=10.1.1.1"], "cluster.master_address: expected a host address in "
+     "192.168.200.0/24, or empty, got string '10.1.1.1'"),
+    (["cluster.master_address=192.168.200.255"], "cluster.master_address: expected a host address"),
+    (["cluster.master_address=192.168.200.30"], "cluster.dhcp_range: expected a range without the "
+     "master address 192.168.200.30"),
+    (["cluster.dhcp_range=192.168.200.1-192.168.200.200"], "cluster.dhcp_range: expected a range "
+     "without the master address 192.168.200.1"),
+    (["cluster.vlan_id=0"], "cluster.vlan_id: expected a VLAN id from 1 to 4094, got integer 0"),
+    (["cluster.vlan_id=4095"], "cluster.vlan_id: expected a VLAN id from 1 to 4094"),
+    (["cluster.interface=eth0:1"], "cluster.interface: expected a network interface name"),
+    (["cluster.gossip_key=c2hvcnQ="], "cluster.gossip_key: expected base64 of 32 bytes, or empty"),
+    (["containers.web=null"], "containers: expected an image named web (both demos' web server), "
+     "got none"),
+    (["containers.consul=null"], "containers: expected an image named consul"),
+])
+def test_a_cluster_section_a_card_would_refuse_is_refused_by_name(settings, expected):
+    result = run_cli("config", *[arg for setting in settings for arg in ("--set", setting)])
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: --set: {expected}")
+
+
+def test_an_inconsistent_cluster_section_names_the_file_that_made_it(tmp_path):
+    path = write(tmp_path, "cluster:\n  subnet: 10.9.0.0/16\n  dhcp_range: 10.9.1.1-10.9.1.99\n")
+    result = run_cli("config", "-c", str(path))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {path}: cluster.probe_range: expected FIRST-LAST, "
+                                    "host addresses in 10.9.0.0/16")
+    fixed = run_cli("config", "-c", str(path), "--set", "cluster.probe_range=10.9.2.1-10.9.2.9")
+    assert fixed.returncode == 0, fixed.stderr
+    assert yaml.safe_load(fixed.stdout)["cluster"]["subnet"] == "10.9.0.0/16"

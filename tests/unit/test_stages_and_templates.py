@@ -5,10 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clusterlab import config, pipeline
+from clusterlab import config, pipeline, tree
 from clusterlab.errors import UserError
 from clusterlab.render import Renderer
-from clusterlab.stages import discover
 from clusterlab_node import settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,13 +17,13 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq7 me@laptop"
 @pytest.fixture
 def project(tmp_path):
     """A copy of the project's stages, templates and overlays that a test may change."""
-    for folder in ("stages", "templates", "overlay-files"):
+    for folder in pipeline.Project.FOLDERS:
         shutil.copytree(ROOT / folder, tmp_path / folder)
     return tmp_path
 
 
 def load(project: Path):
-    return discover(project / "stages", project / "overlay-files", project / "templates")
+    return pipeline.Project(project).stages
 
 
 def test_default_stages_in_order():
@@ -49,6 +48,9 @@ def test_copying_a_folder_adds_a_stage_and_skip_leaves_it_out(project):
     ("packages: ['Bad Name']\n", "packages: expected a list"),
     ("colour: red\n", "colour: unknown key"),
     ("overlay: nowhere\n", "overlay: expected a folder under overlay-files/"),
+    ("python_packages: [nowhere]\n", "python_packages: expected a list of Python packages under"),
+    ("python_packages: clusterlab_node\n", "python_packages: expected a list"),
+    ("python_packages: [../clusterlab_node]\n", "python_packages: expected a list"),
     ("templates: {nope.j2: /etc/nope}\n", "templates: expected a mapping"),
     ("templates: {etc/hostname.j2: etc/hostname}\n", "templates: expected a mapping"),
     ("chroot_scripts: [missing.sh]\n", "which is not a file"),
@@ -102,12 +104,15 @@ def test_seed_files_are_valid_cloud_init_yaml_without_passwords():
 
 
 def test_the_cards_cluster_settings_are_what_the_node_agent_reads():
-    rendered = renderer_for(["cluster.vlan_id=300", "hostname=rack1"]).render(
-        "boot/clusterlab.yaml.j2")
+    rendered = renderer_for(["cluster.vlan_id=300", "hostname=rack1", "cluster.name=rack",
+                             "containers.web={tag: 'lab/web:7', source: debian, "
+                             "packages: [busybox]}"]).render("boot/clusterlab.yaml.j2")
     node = settings.parse(yaml.safe_load(rendered), "clusterlab.yaml")
-    assert (node.vlan_id, node.default_hostname) == (300, "rack1")
-    # every host name the build accepts, the card's settings accept too
-    assert settings.HOSTNAME == config.HOSTNAME
+    assert (node.vlan_id, node.default_hostname, node.name) == (300, "rack1", "rack")
+    assert node.images == {"consul": config.DEFAULT_CONTAINERS["consul"]["tag"],
+                           "haproxy": config.DEFAULT_CONTAINERS["haproxy"]["tag"],
+                           "web": "lab/web:7"}
+    assert rendered.count("\n# ") >= len(settings.FIELDS)  # each setting with its doc
 
 
 def test_without_users_user_data_creates_none():
@@ -151,3 +156,17 @@ def test_device_shell_scripts_pass_shellcheck():
     assert len(scripts) >= 3
     result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_a_stage_installs_its_python_packages_without_bytecode(project, tmp_path):
+    source = project / "node/clusterlab_demo"
+    (source / "__pycache__").mkdir()
+    (source / "__pycache__/cli.cpython-311.pyc").write_bytes(b"host bytecode")
+    stage, = [s for s in load(project) if s.name == "50-demos"]
+    image = tmp_path / "tree"
+    image.mkdir()
+    tree.apply_stage(image, stage, renderer_for())
+    installed = image / tree.PYTHON_PACKAGES / "clusterlab_demo"
+    assert sorted(p.name for p in installed.iterdir()) == sorted(p.name for p in source.glob("*.py"))
+    assert (installed / "cli.py").read_bytes() == (source / "cli.py").read_bytes()
+    assert (image / "usr/bin/clusterlab-demo").is_file()  # its launcher, from the overlay

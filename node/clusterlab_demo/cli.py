@@ -21,7 +21,6 @@ from clusterlab_node import settings as node_settings
 
 DEMOS = Path("/usr/share/clusterlab/demos")
 STACK = "lb"
-WEB_IMAGE = "clusterlab/web:1"
 WAIT = 600  # seconds: emulated or busy boards start containers slowly
 
 
@@ -71,13 +70,14 @@ def exists(kind: str, name: str) -> bool:
                           capture_output=True).returncode == 0
 
 
-def webserver() -> None:
+def webserver(s: node_settings.Settings) -> None:
     """Run again, it keeps the web server and fetches once more."""
+    web_image = s.images["web"]
     if not exists("network", "demo"):
         docker("network", "create", "--driver", "overlay", "--attachable", "demo")
     if not exists("service", "webserver"):
         docker("service", "create", "--detach", "--name", "webserver", "--network", "demo",
-               "--constraint", "node.role == manager", WEB_IMAGE)
+               "--constraint", "node.role == manager", web_image)
     if exists("service", "fetch"):
         docker("service", "rm", "fetch")
     wait_for(lambda: any(s.startswith("Running") for s in service_states("webserver")),
@@ -89,7 +89,7 @@ def webserver() -> None:
             "done; exit 1"
     docker("service", "create", "--detach", "--name", "fetch", "--network", "demo",
            "--mode", "replicated-job", "--constraint", "node.role == worker",
-           "--entrypoint", "busybox", WEB_IMAGE, "sh", "-c", fetch)
+           "--entrypoint", "busybox", web_image, "sh", "-c", fetch)
     states = wait_for(lambda: [s for s in docker("service", "ps", "fetch", "--format",
                                                  "{{.CurrentState}}").splitlines()
                                if s.startswith(("Complete", "Failed"))], "the fetch to finish")
@@ -102,11 +102,11 @@ def webserver() -> None:
 
 # use case B
 
-def loadbalancing() -> None:
-    s = node_settings.load(node_settings.default_path())
+def loadbalancing(s: node_settings.Settings) -> None:
     directory = DEMOS / "loadbalancing"
     docker("stack", "deploy", "--compose-file", str(directory / "stack.yml"), STACK,
-           env={"CONSUL_DNS": f"{s.master_address}:8600"})
+           env={"CONSUL_DNS": f"{s.master_address}:8600", "WEB_IMAGE": s.images["web"],
+                "HAPROXY_IMAGE": s.images["haproxy"]})
     wait_for(lambda: any(st.startswith("Running") for st in service_states(f"{STACK}_haproxy")),
              "HAProxy to run")
     print(f"HAProxy answers on http://{s.master_address}/ "
@@ -150,10 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         require_manager()
+        s = node_settings.load(node_settings.default_path())
         if args.command == "webserver":
-            webserver()
+            webserver(s)
         elif args.command == "loadbalancing":
-            loadbalancing()
+            loadbalancing(s)
         elif args.command == "scale":
             scale(args.replicas)
         else:

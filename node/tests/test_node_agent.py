@@ -1,56 +1,12 @@
-"""The cluster agent's decisions, as plain functions: settings, discovery, election, health."""
+"""The cluster agent's decisions, as plain functions: discovery, election, health."""
 
 import ipaddress
 
 import pytest
 
-from clusterlab_node import agent, election, health, settings, system
+from clusterlab_node import agent, election, health, system
 
 A = ipaddress.IPv4Address
-KEY = "a" * 43 + "="
-
-
-def parse(document: dict, source: str = "settings") -> settings.Settings:
-    return settings.parse({"gossip_key": KEY, **document}, source)
-
-
-def test_settings_defaults_follow_the_paper():
-    s = parse({})
-    assert (s.vlan_id, str(s.subnet), s.master_address) == (200, "192.168.200.0/24",
-                                                            A("192.168.200.1"))
-    assert s.vlan_interface == "vlan200" and s.interface == ""
-
-
-def test_master_address_defaults_to_the_subnets_first():
-    s = parse({"subnet": "10.44.0.0/16", "dhcp_range": "10.44.1.1-10.44.1.250",
-                        "probe_range": "10.44.2.1-10.44.2.20"})
-    assert s.master_address == A("10.44.0.1")
-
-
-@pytest.mark.parametrize("document, key", [
-    ({"vlan_id": 5000}, "vlan_id"),
-    ({"vlan_id": True}, "vlan_id"),
-    ({"subnet": "192.168.200.0/30"}, "subnet"),
-    ({"master_address": "10.0.0.1"}, "master_address"),
-    ({"dhcp_range": "192.168.200.50-192.168.200.20"}, "dhcp_range"),
-    ({"default_hostname": "Node_1"}, "default_hostname"),
-    ({"probe_range": "192.168.200.30-192.168.200.40"}, "probe_range"),
-    ({"discovery_timeout": 1}, "discovery_timeout"),
-    ({"clustr": "x"}, "clustr"),
-    ({"gossip_key": "short"}, "gossip_key"),
-])
-def test_bad_settings_name_the_key(document, key):
-    with pytest.raises(settings.SettingsError, match=rf"^card.yaml: {key}: "):
-        parse(document, "card.yaml")
-
-
-def test_settings_are_read_from_wherever_the_base_mounts_the_boot_partition(tmp_path, monkeypatch):
-    firmware, boot = tmp_path / "boot/firmware/clusterlab.yaml", tmp_path / "boot/clusterlab.yaml"
-    monkeypatch.setattr(settings, "PLACES", (firmware, boot))
-    assert settings.default_path() == firmware  # neither there: the error names Debian's place
-    boot.parent.mkdir(parents=True)
-    boot.write_text(f"cluster: hypriot\ngossip_key: {KEY}\n")
-    assert settings.load(settings.default_path()).cluster == "hypriot"
 
 
 BROWSE = "\n".join([

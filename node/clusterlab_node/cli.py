@@ -10,7 +10,7 @@ from . import agent, election, health, registrator, settings, system
 def facts(s: settings.Settings) -> health.Facts:
     state = agent.status(s)
     addresses = system.addresses_of(s.vlan_interface)
-    masters = election.masters_of(system.browse(), s.cluster, s.vlan_interface)
+    masters = election.masters_of(system.browse(), s.name, s.vlan_interface)
     return health.Facts(
         role=state["role"], vlan_id=system.vlan_id_of(s.vlan_interface),
         addresses=state["addresses"], dynamic=any(a.get("dynamic") for a in addresses),

@@ -13,7 +13,6 @@ from .settings import Settings
 ROLE_FILE = system.RUNTIME / "role"
 # the role whose Consul and Swarm state this node holds (kept across reboots)
 HELD_ROLE_FILE = system.STATE / "role"
-CONSUL_IMAGE = "clusterlab/consul:1.8.7"
 ANNOUNCED_PORT = 8500  # the master's Consul UI and API
 CANDIDACY = 10  # seconds a candidate listens for rivals (mDNS is slow emulated)
 JOIN_TIMEOUT = 600
@@ -97,9 +96,9 @@ def _discover(s: Settings, me: str, last_role: str) -> list[election.Announcemen
     """Listen for a master until this node's discovery wait runs out."""
     deadline = time.monotonic() + election.discovery_wait(s.discovery_timeout, me, last_role)
     while True:
-        masters = election.masters_of(system.browse(), s.cluster, s.vlan_interface)
+        masters = election.masters_of(system.browse(), s.name, s.vlan_interface)
         if masters or time.monotonic() > deadline:
-            system.log(f"discovery: {len(masters)} master(s) of {s.cluster}")
+            system.log(f"discovery: {len(masters)} master(s) of {s.name}")
             return masters
         time.sleep(1)
 
@@ -125,11 +124,11 @@ def _elect(s: Settings, me: str, last_role: str, probe: ipaddress.IPv4Address) -
 def _stand_as_candidate(s: Settings, me: str, last_role: str) -> bool:
     """Announce a candidacy (from the probe address) and gather every rival heard while it runs;
     whether this node ranks first."""
-    system.publish(s.cluster, me, last_role, ANNOUNCED_PORT, role="candidate")
+    system.publish(s.name, me, last_role, ANNOUNCED_PORT, role="candidate")
     heard = []
     deadline = time.monotonic() + CANDIDACY
     while time.monotonic() < deadline:
-        heard += election.contenders_of(system.browse(), s.cluster, s.vlan_interface)
+        heard += election.contenders_of(system.browse(), s.name, s.vlan_interface)
         time.sleep(1)
     system.unpublish()
     return election.wins_candidacy(heard, me, last_role)
@@ -142,13 +141,13 @@ def _take_master_role(s: Settings, me: str, last_role: str,
     system.add_address(s.vlan_interface, s.master_address, s.subnet.prefixlen)
     # neighbours may still hold another MAC for the master address (a master that was replaced)
     system.announce_address(s.vlan_interface, s.master_address)
-    system.publish(s.cluster, me, last_role, ANNOUNCED_PORT, role="master")
+    system.publish(s.name, me, last_role, ANNOUNCED_PORT, role="master")
     system.dhcp_server(s.vlan_interface, s.master_address, s.subnet, *s.dhcp_range)
     system.log(f"master: {s.master_address}, serving DHCP {s.dhcp_range[0]}-{s.dhcp_range[1]}")
 
 
 def _consul_server(s: Settings) -> None:
-    system.consul_container(CONSUL_IMAGE, [
+    system.consul_container(s.images["consul"], [
         "agent", "-server", "-bootstrap-expect", "1", "-ui", "-data-dir", "/var/lib/consul",
         "-node", _consul_node_name(s), "-bind", str(s.master_address), "-client", "0.0.0.0",
         "-encrypt", s.gossip_key])
@@ -156,7 +155,7 @@ def _consul_server(s: Settings) -> None:
 
 
 def _consul_agent(s: Settings, address: ipaddress.IPv4Address) -> None:
-    system.consul_container(CONSUL_IMAGE, [
+    system.consul_container(s.images["consul"], [
         "agent", "-data-dir", "/var/lib/consul", "-node", _consul_node_name(s),
         "-bind", str(address), "-client", "127.0.0.1", "-retry-join", str(s.master_address),
         "-encrypt", s.gossip_key])

@@ -1,0 +1,27 @@
+"""Every compression format the builder writes or reads, in one table."""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    name: str  # the value of the setting image.compression
+    suffix: str  # of the file name
+    decompress: tuple[str, ...]  # file name appended; writes to stdout
+    compress: tuple[str, ...] = ()  # stdin to stdout; empty: read only
+
+
+FORMATS = {f.name: f for f in (
+    # xz -3: a third faster than the default -6 for an image 7% larger
+    Format("xz", ".xz", ("xz", "-dc", "-T0"), ("xz", "-T0", "-3", "-c")),
+    Format("zstd", ".zst", ("zstd", "-dc"), ("zstd", "-T0", "-10", "-c", "-q")),
+    Format("gzip", ".gz", ("gzip", "-dc")),
+)}
+WRITTEN = [f.name for f in FORMATS.values() if f.compress]  # what image.compression may be
+BY_SUFFIX = {f.suffix: f for f in FORMATS.values()}
+
+
+def image_names(raw: str = ".img") -> str:
+    """The image file names accepted, for messages: '.img, .img.xz, .img.zst or .img.gz'."""
+    names = [raw] + [raw + suffix for suffix in BY_SUFFIX]
+    return ", ".join(names[:-1]) + " or " + names[-1]

@@ -1,0 +1,1 @@
+"""clusterlab-node: the agent that joins a node to its ClusterLab cluster (see cli)."""
