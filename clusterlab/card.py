@@ -9,8 +9,11 @@ from pathlib import Path
 
 import yaml
 
-from . import disk
+from . import disk, yamlfile
 from .errors import UserError
+
+# cloud-init's seed files on the boot partition that hold a card's own settings
+SEED_FILES = ("meta-data", "user-data")
 
 
 def personalize(image: Path, hostname: str | None = None, user: str | None = None,
@@ -38,10 +41,9 @@ def edit(image: Path, name: str, change: Callable[[dict], None]) -> None:
 
 
 def _load(image: Path, boot: disk.Partition, name: str) -> dict:
-    try:
-        data = yaml.safe_load(disk.fat_read(image, boot, name)) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{image}: {name} on the boot partition is not valid YAML: {e}") from None
+    data = yamlfile.load(disk.fat_read(image, boot, name),
+                         f"{image}: {name} on the boot partition") or {}
     if not isinstance(data, dict):
-        raise UserError(f"{image}: {name} on the boot partition is not a YAML mapping")
+        raise UserError(f"{image}: {name} on the boot partition: expected a YAML mapping, got "
+                        f"{type(data).__name__}")
     return data

@@ -5,7 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import log
+from . import cleanup, log, mounts
 from .arch import ARCHES
 from .errors import BuildError
 from .run import run
@@ -58,27 +58,10 @@ def mounted(tree: Path, apt_cache: Path):
             mountpoint.mkdir(parents=True, exist_ok=True)
             options = ["--bind"] if fstype == "bind" else ["-t", fstype]
             run(["mount", *options, source, str(mountpoint)])
-            undo.callback(_unmount, mountpoint)
+            undo.enter_context(cleanup.undone(lambda point=mountpoint: mounts.unmount(point)))
         undo.enter_context(_replaced(tree / "etc/resolv.conf", Path("/etc/resolv.conf").read_text()))
         undo.enter_context(_replaced(tree / "usr/sbin/policy-rc.d", POLICY_RC_D, mode=0o755))
         yield
-
-
-def unmount_all_below(folder: Path) -> None:
-    """Unmount whatever a killed build left mounted below folder, deepest first."""
-    prefix = str(folder.resolve()) + "/"
-    with open("/proc/self/mounts") as mounts:
-        targets = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
-    for target in sorted(targets, key=len, reverse=True):
-        run(["umount", "--lazy", target])
-
-
-def _unmount(mountpoint: Path) -> None:
-    try:
-        run(["umount", str(mountpoint)])
-    except BuildError:
-        # A process still holds it: detach now, the kernel frees it when the process ends.
-        run(["umount", "--lazy", str(mountpoint)])
 
 
 @contextlib.contextmanager

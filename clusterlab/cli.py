@@ -1,13 +1,15 @@
 """Command line: python3 build.py <verb> (or the `clusterlab` console script)."""
 
 import argparse
+import contextlib
 import signal
 import sys
 from pathlib import Path
 
 import yaml
 
-from . import cluster, compression, config, flash, log, pipeline, qemu
+from . import cleanup, cluster, compression, config, flash, folders, log, pipeline, qemu
+from .base import image as downloaded
 from .errors import BuildError, UserError
 from .version import version
 
@@ -15,15 +17,22 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "clusterlab.yaml"
 
 
+class _Parser(argparse.ArgumentParser):
+    """A mistake on the command line is one line, as every other (argparse prints the usage)."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message} (--help shows how)")
+
+
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("-c", "--config", action="append", type=Path, default=[], metavar="FILE",
                         help="config file applied over clusterlab.yaml (repeatable)")
     common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one setting, e.g. --set arch=armhf (repeatable)")
     common.add_argument("-v", "--verbose", action="store_true", help="show subprocess output")
 
-    top = argparse.ArgumentParser(prog="build.py", description="Build ClusterLab SD-card images.")
+    top = _Parser(prog="build.py", description="Build ClusterLab SD-card images.")
     verbs = top.add_subparsers(dest="verb", required=True, metavar="VERB")
     verbs.add_parser("build", parents=[common], help="build the image into images/")
     show = verbs.add_parser("config", parents=[common], help="print the effective config")
@@ -54,29 +63,65 @@ def parser() -> argparse.ArgumentParser:
 
 
 def load_config(args) -> config.Config:
-    """The effective config, its cluster section checked as the cards will check it."""
+    """The effective config, checked as a whole: its cluster section as the cards will check
+    it, a download base's image and checksum, the folders the builder writes and removes."""
     loaded = config.load([DEFAULT_CONFIG, *args.config], args.set)
     cluster.check(loaded, version(PROJECT_ROOT))
+    if loaded["base.source"] == "download":
+        downloaded.source(loaded)
+    folders.check(loaded, PROJECT_ROOT, pipeline.Project.FOLDERS)
     return loaded
 
 
+# Every signal that would end the program unwinds it like Ctrl-C, so that every mount and loop
+# device is released on the way out; a second one does not cut that short.
+UNWINDING = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGALRM)
+
+
+class Interrupted(KeyboardInterrupt):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    log.verbose = args.verbose
-    # SIGTERM unwinds like Ctrl-C, so every mount and loop device is released on the way out.
-    signal.signal(signal.SIGTERM, _interrupt)
+    for stream in (sys.stdout, sys.stderr):  # bytes that are no text are shown escaped
+        stream.reconfigure(errors="backslashreplace")
+    for signum in UNWINDING:
+        signal.signal(signum, _interrupt)
     try:
+        args = parser().parse_args(argv)
+        log.verbose = args.verbose
         return VERBS[args.verb](args)
-    except (UserError, BuildError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_status
-    except KeyboardInterrupt:
-        print("interrupted; cleaned up", file=sys.stderr)
-        return 130
+    except UserError as e:
+        return _failed(" ".join(str(e).split()), e.exit_status)
+    except BuildError as e:
+        return _failed(str(e), e.exit_status)
+    except OSError as e:  # what the machine refused: a full disk, a file that went away
+        return _failed(f"{e.filename or 'the build'}: {e.strerror or e}", 1)
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        return _failed(f"interrupted by {signal.Signals(signum).name}; cleaned up", 128 + signum)
+
+
+def _failed(message: str, status: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    for failure in cleanup.failures:
+        print(f"error: clean-up failed too: {failure}", file=sys.stderr)
+    return status
 
 
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    for other in UNWINDING:
+        signal.signal(other, _still_unwinding)
+    raise Interrupted(signum)
+
+
+def _still_unwinding(signum, frame):
+    with contextlib.suppress(OSError):  # a terminal that went away (SIGHUP) takes no message
+        print(f"{signal.Signals(signum).name}: still cleaning up, it ends by itself",
+              file=sys.stderr)
 
 
 def cmd_build(args) -> int:

@@ -19,7 +19,8 @@ from .arch import ARCHES, BOARD_ARCHES
 from .base.presets import PRESETS
 from .compression import WRITTEN
 from .containers.spec import SpecError, parse as parse_image_spec
-from .errors import UserError
+from . import yamlfile
+from .errors import UserError, plain, shown
 
 Check = Callable[[Any], str | None]  # returns what was expected when the value is bad
 
@@ -67,6 +68,8 @@ def _int_between(low: int, high: int) -> Check:
     return check
 
 
+FOLDER = r"[^\x00-\x1f]*[^\x00-\x1f\s][^\x00-\x1f]*"  # text with no control character
+URL_TEXT = r"[!-~]+"  # what follows the scheme: printable ASCII (a URL's own characters)
 USERNAME = r"[a-z_][a-z0-9_-]{0,31}"
 SSH_KEY = r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+( .*)?"
 
@@ -132,14 +135,15 @@ SETTINGS: list[Setting] = [
             _matches(r"[a-z]+", "a Debian suite name such as trixie")),
     Setting("base.mirror", "http://deb.debian.org/debian",
             "Debian mirror used to build the image and written into its apt sources.",
-            _matches(r"(https?|file)://\S+", "an http(s):// or file:// URL")),
+            _matches(rf"(https?|file)://{URL_TEXT}", "an http(s):// or file:// URL")),
     Setting("base.updates", True,
             "Include the <suite>-updates suite (fixes published between point releases).",
             _is(bool, "true or false")),
     Setting("base.security_mirror", "http://deb.debian.org/debian-security",
             "Mirror of Debian security updates, written into the image's apt sources; empty to "
             "leave them out.",
-            _matches(r"((https?|file)://\S+)?", "an http(s):// or file:// URL, or empty")),
+            _matches(rf"((https?|file)://{URL_TEXT})?",
+                     "an http(s):// or file:// URL, or empty")),
     Setting("base.source", "debian",
             "Where the base comes from: debian (made from the Debian archive with mmdebstrap) "
             "or download (a vendor image: base.preset, or base.url with base.sha256 or "
@@ -152,13 +156,13 @@ SETTINGS: list[Setting] = [
     Setting("base.url", "",
             "Address of the base image for base.source download: .img, .img.xz, .img.gz, or "
             ".zip holding one .img.",
-            _matches(r"(https?://\S+)?", "an http:// or https:// URL, or empty")),
+            _matches(rf"(https?://{URL_TEXT})?", "an http:// or https:// URL, or empty")),
     Setting("base.sha256", "", "sha256 of the file at base.url.",
             _matches(r"([0-9a-f]{64})?", "64 lower-case hex digits, or empty")),
     Setting("base.sha256_url", "",
             "Address of a sha256sum-style file that lists base.url's checksum (used when "
             "base.sha256 is empty).",
-            _matches(r"(https?://\S+)?", "an http:// or https:// URL, or empty")),
+            _matches(rf"(https?://{URL_TEXT})?", "an http:// or https:// URL, or empty")),
     Setting("base.boot_mount", "/boot/firmware",
             "Where the downloaded image mounts its boot (FAT) partition: /boot/firmware "
             "(Debian, Raspberry Pi OS since bookworm) or /boot (HypriotOS, older Raspberry Pi OS).",
@@ -197,8 +201,10 @@ SETTINGS: list[Setting] = [
             "Free space (MiB) left in the FAT boot partition, beyond its content (room for a "
             "kernel update).",
             _int_between(16, 4096)),
-    Setting("image.output_dir", "images", "Folder where finished images are written.",
-            _is(str, "a folder path")),
+    Setting("image.output_dir", "images",
+            "Folder where finished images are written (relative to the checkout, or absolute); "
+            "`build.py clean` removes it only if the build made it.",
+            _matches(FOLDER, "a folder path")),
     Setting("containers", DEFAULT_CONTAINERS,
             "Container images baked into the image and loaded into Docker on first boot, by "
             "name. Each has the tag it carries on the node and a source: 'debian' (assembled "
@@ -210,8 +216,9 @@ SETTINGS: list[Setting] = [
             "'docker.io/hashicorp/consul:1.20'}",
             _check_containers, merge=True),
     Setting("cache_dir", "~/.cache/clusterlab",
-            "Folder for downloaded packages and intermediate build results.",
-            _is(str, "a folder path")),
+            "Folder for downloaded packages and intermediate build results; `build.py clean "
+            "--cache` removes it only if the build made it.",
+            _matches(FOLDER, "a folder path")),
 ]
 
 BY_KEY = {s.key: s for s in SETTINGS}
@@ -265,11 +272,9 @@ def load(files: list[Path], overrides: list[str]) -> Config:
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yamlfile.load(path.read_bytes(), str(path))
     except OSError as e:
         raise UserError(f"{path}: cannot read config file: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML: {e}") from None
     if document is None:
         return {}
     if not isinstance(document, dict):
@@ -302,11 +307,15 @@ def _parse_override(item: str) -> tuple[str, Any]:
     """key=value, the value read as YAML; for a merged mapping also key.entry=value."""
     key, sep, text = item.partition("=")
     if not sep or not key:
-        raise UserError(f"--set {item}: expected key=value, e.g. --set image.compression=zstd")
-    try:
-        value = yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
-        value = text
+        raise UserError(f"--set {plain(item)}: expected key=value, e.g. --set "
+                        "image.compression=zstd")
+    if text.lstrip().startswith(("[", "{")):  # meant as a list or mapping: it must be one
+        value = yamlfile.load(text, f"--set {plain(key)}")
+    else:
+        try:
+            value = yamlfile.load(text, f"--set {plain(key)}") if text else ""
+        except UserError:
+            value = text  # plain text that YAML cannot read, e.g. a: b
     if key in BY_KEY and isinstance(BY_KEY[key].default, str) and not isinstance(value, str) \
             and not text.startswith(("[", "{")):
         value = text  # a text setting keeps what was typed: a checksum of digits stays text
@@ -330,16 +339,16 @@ def _validated(source: str, key: str, value: Any) -> Any:
 
 
 def _unknown_key_message(source: str, key: str) -> str:
-    close = difflib.get_close_matches(key, BY_KEY, n=1)
+    close = difflib.get_close_matches(key, BY_KEY, n=1) if len(key) < 100 else []
     hint = f" (did you mean {close[0]}?)" if close else ""
-    return f"{source}: {key}: unknown setting{hint}; 'build.py config --defaults' lists them all"
+    return (f"{source}: {plain(key)}: unknown setting{hint}; 'build.py config --defaults' lists "
+            "them all")
 
 
 def describe(value: Any) -> str:
     kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
             dict: "mapping", type(None): "nothing"}.get(type(value), type(value).__name__)
-    shown = repr(value)
-    return f"{kind} {shown[:60] + '…' if len(shown) > 60 else shown}"
+    return f"{kind} {shown(value)}"
 
 
 def documented_defaults() -> str:

@@ -13,8 +13,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from . import log
-from .errors import BuildError
+from . import cleanup, log, mounts
+from .errors import BuildError, UserError
 from .run import run
 
 SECTOR = 512
@@ -162,6 +162,18 @@ def partitions(image: Path) -> list[Partition]:
             for i, p in enumerate(table.get("partitions", []))]
 
 
+def partitions_of_image(image: Path, what: str) -> list[Partition]:
+    """The partitions of a file a user gave as a disk image; UserError when it is none."""
+    try:
+        found = partitions(image)
+    except BuildError:
+        found = []
+    if not found:
+        raise UserError(f"{what}: expected a disk image with a partition table, got a file "
+                        "without one")
+    return found
+
+
 def disk_id(image: Path) -> int:
     """The MBR disk identifier (what PARTUUIDs such as 1a2b3c4d-02 begin with)."""
     table = json.loads(run(["sfdisk", "-J", str(image)], capture=True))["partitiontable"]
@@ -174,22 +186,16 @@ def loop_attached(image: Path, part: Partition, read_only: bool = True):
     ro = ["--read-only"] if read_only else []
     device = run(["losetup", "--find", "--show", *ro, "--offset", str(part.start),
                   "--sizelimit", str(part.size), str(image)], capture=True).strip()
-    try:
+    with cleanup.undone(lambda: run(["losetup", "--detach", device])):
         yield Path(device)
-    finally:
-        run(["losetup", "--detach", device])
 
 
 @contextlib.contextmanager
 def mounted_ext4(image: Path, part: Partition):
     """The ext4 partition mounted read-only on a temporary folder; unmounted on every exit."""
-    with loop_attached(image, part) as device, \
-            tempfile.TemporaryDirectory(prefix="clusterlab-mnt-") as mountpoint:
-        run(["mount", "-t", "ext4", "-o", "ro,noload", str(device), mountpoint])
-        try:
-            yield Path(mountpoint)
-        finally:
-            run(["umount", mountpoint])
+    with loop_attached(image, part) as device, mounts.on_temporary_folder(
+            ["mount", "-t", "ext4", "-o", "ro,noload", str(device)], "clusterlab-mnt-") as point:
+        yield point
 
 
 def fat_read(image: Path, part: Partition, name: str) -> bytes:

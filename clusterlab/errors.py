@@ -11,3 +11,20 @@ class BuildError(Exception):
     """A build step failed; exits with status 1."""
 
     exit_status = 1
+
+
+LIMIT = 60  # characters of a user's value shown in a message
+
+
+def shown(value) -> str:
+    """A value for a one-line message: its repr, cut short."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to turn into text
+        text = f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
+    return text[:LIMIT] + "…" if len(text) > LIMIT else text
+
+
+def plain(text: str) -> str:
+    """Text the user typed (an argument, a path), as typed when it is short and printable."""
+    return text if len(text) <= LIMIT and text.isprintable() else shown(text)

@@ -4,7 +4,9 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from . import log
@@ -25,19 +27,67 @@ def written_atomically(final: Path):
         partial.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def published_together(finals: tuple[Path, ...]):
+    """Yield {final path: where to write it}, in a staging folder beside them. When the block
+    succeeds every file is synced to disk, the old files of these names are removed, then the
+    new ones renamed into place, the last of finals last: a build never leaves a new image
+    beside an old block map or checksum, and the last (the manifest) says the set is whole."""
+    folder = finals[0].parent
+    staging = folder / f".{finals[0].name}.staging"
+    if staging.exists():
+        shutil.rmtree(staging)  # an interrupted build's
+    staging.mkdir()
+    try:
+        staged = {final: staging / final.name for final in finals}
+        yield staged
+        for path in staged.values():
+            _sync(path)
+        for final in finals:
+            final.unlink(missing_ok=True)
+        _sync(folder)
+        for final, path in staged.items():
+            os.rename(path, final)
+        _sync(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def compress(image: Path, final: Path, method: str) -> None:
-    """Compress with all cores, showing progress over the raw image's bytes."""
+    """Compress with all cores, showing progress over the raw image's bytes. A compressor that
+    fails (a full disk) ends the build with its own words, and never outlives it."""
     size = image.stat().st_size
     with written_atomically(final) as partial, open(partial, "wb") as out, \
+            tempfile.TemporaryFile() as complaints, \
             log.progress(size, f"{method} {image.name}") as bar:
-        proc = subprocess.Popen(FORMATS[method].compress, stdin=subprocess.PIPE, stdout=out)
-        with open(image, "rb") as source:
-            while chunk := source.read(4 << 20):
-                proc.stdin.write(chunk)
-                bar.update(len(chunk))
-        proc.stdin.close()
+        proc = subprocess.Popen(FORMATS[method].compress, stdin=subprocess.PIPE, stdout=out,
+                                stderr=complaints)
+        try:
+            with open(image, "rb") as source:
+                while chunk := source.read(4 << 20):
+                    proc.stdin.write(chunk)
+                    bar.update(len(chunk))
+        except BrokenPipeError:
+            pass  # the compressor stopped reading: its exit status and words say why
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
         if proc.wait() != 0:
-            raise BuildError(f"{method} failed with exit status {proc.returncode} on {image}")
+            complaints.seek(0)
+            said = " ".join(complaints.read().decode(errors="replace").split())[-300:]
+            raise BuildError(f"{method} failed with exit status {proc.returncode} on {image}: "
+                             f"{said or 'no message'}")
 
 
 def sha256_of(path: Path) -> str:
@@ -75,6 +125,25 @@ def installed_packages(tree: Path) -> list[dict[str, str]]:
 def write_manifest(target: Path, manifest: dict) -> None:
     with written_atomically(target) as partial:
         partial.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def decompressed_head(image: Path, target: Path, size: int) -> int:
+    """The first size bytes of the compressed raw image, into target; how many it had (fewer
+    when it is shorter, or not what its suffix says)."""
+    command = BY_SUFFIX[image.suffix].decompress
+    process = subprocess.Popen([*command, str(image)], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+    copied = 0
+    try:
+        with open(target, "wb") as out:
+            while copied < size and (chunk := process.stdout.read(min(4 << 20, size - copied))):
+                out.write(chunk)
+                copied += len(chunk)
+    finally:
+        process.kill()  # the rest is not wanted
+        process.wait()
+        process.stdout.close()
+    return copied
 
 
 @contextlib.contextmanager

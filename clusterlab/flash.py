@@ -14,17 +14,20 @@ import os
 import re
 import stat
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-import yaml
 from clusterlab_node import settings as cluster_schema
 
-from . import card, compression, config, disk, export, log
-from .errors import BuildError, UserError
+from . import card, compression, config, disk, export, log, yamlfile
+from .errors import BuildError, UserError, shown
 
 CHUNK = 4 << 20
+MIB = 1 << 20
+MAX_BOOT_END = 1 << 30  # the boot partition of an image ends within its first GiB
+MAX_IMAGE = 1 << 41  # bytes: no card is larger
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,33 +75,88 @@ def raw_name(image: Path) -> str:
 
 
 def check_image(image: Path) -> None:
+    """Refuse, before anything is written, what is not an image to flash: no partition table,
+    or a boot partition without the seed files a card is set up with."""
     if not image.is_file():
         raise UserError(f"{image}: no such image file")
     if not raw_name(image).endswith(".img"):
         raise UserError(f"{image}: expected an {compression.image_names()} file")
+    with tempfile.TemporaryDirectory(prefix="clusterlab-head-") as tmp:
+        head = _head(image, Path(tmp) / "head.img", MIB)
+        boot = disk.partitions_of_image(head, str(image))[0]
+        if boot.start + boot.size > MAX_BOOT_END:
+            raise UserError(f"{image}: expected a boot partition within the first "
+                            f"{MAX_BOOT_END >> 30} GiB, got one ending at byte "
+                            f"{boot.start + boot.size}")
+        head = _head(image, head, boot.start + boot.size)
+        try:
+            names = disk.fat_list(head, boot)
+        except BuildError:
+            names = []
+    missing = [name for name in card.SEED_FILES if name not in names]
+    if missing:
+        raise UserError(f"{image}: expected a boot partition holding "
+                        f"{' and '.join(card.SEED_FILES)}, got one without {missing[0]}")
+
+
+def _head(image: Path, target: Path, size: int) -> Path:
+    """The image itself when raw, else its first size bytes decompressed into target."""
+    if image.suffix == ".img":
+        return image
+    if export.decompressed_head(image, target, size) < min(size, MIB):
+        raise UserError(f"{image}: expected an image compressed as its suffix says, got a file "
+                        f"that {compression.BY_SUFFIX[image.suffix].name} cannot decompress")
+    return target
 
 
 def read_bmap(path: Path) -> BlockMap:
-    """A bmaptool block map (format 2), after checking its own checksum."""
-    text = path.read_text()
+    """A bmaptool block map (format 2), after checking its own checksum and its sense."""
+    text = yamlfile.text_of(_read_bytes(path, str(path)), str(path))
     try:
         root = ElementTree.fromstring(text)
-        recorded = root.findtext("BmapFileChecksum", "").strip()
-        if not root.get("version", "").startswith("2.") or \
-                root.findtext("ChecksumType", "").strip() != "sha256":
-            raise UserError(f"{path}: expected a bmap of version 2 with sha256 checksums")
-        # the file's checksum is taken with its own value replaced by zeros
-        zeroed = text.replace(recorded, "0" * len(recorded), 1)
-        if hashlib.sha256(zeroed.encode()).hexdigest() != recorded:
-            raise UserError(f"{path}: the block map is damaged (its checksum does not match)")
-        ranges = []
-        for item in root.iter("Range"):
-            first, _, last = item.text.strip().partition("-")
-            ranges.append((int(first), int(last or first), item.get("chksum", "")))
-        return BlockMap(int(root.findtext("ImageSize")), int(root.findtext("BlockSize")),
-                        sorted(ranges))
-    except (ElementTree.ParseError, TypeError, ValueError) as e:
-        raise UserError(f"{path}: not a readable block map: {e}") from None
+    except ElementTree.ParseError as e:
+        raise UserError(f"{path}: expected a block map (bmap XML), got unreadable XML: {e}") \
+            from None
+    recorded = (root.findtext("BmapFileChecksum") or "").strip()
+    if not root.get("version", "").startswith("2.") or \
+            (root.findtext("ChecksumType") or "").strip() != "sha256":
+        raise UserError(f"{path}: expected a bmap of version 2 with sha256 checksums")
+    # the file's checksum is taken with its own value replaced by zeros
+    zeroed = text.replace(recorded, "0" * len(recorded), 1)
+    if not recorded or hashlib.sha256(zeroed.encode()).hexdigest() != recorded:
+        raise UserError(f"{path}: the block map is damaged (its checksum does not match)")
+    image_size = _bmap_number(path, root.findtext("ImageSize"), "ImageSize", 1, MAX_IMAGE)
+    block_size = _bmap_number(path, root.findtext("BlockSize"), "BlockSize", 512, 1 << 20)
+    last_block = (image_size - 1) // block_size
+    ranges = []
+    for item in root.iter("Range"):
+        span, checksum = (item.text or "").strip(), item.get("chksum", "")
+        match = re.fullmatch(r"(\d{1,15})(?:-(\d{1,15}))?", span)
+        first, last = (int(match[1]), int(match[2] or match[1])) if match else (1, 0)
+        if not match or first > last or last > last_block \
+                or not re.fullmatch(r"[0-9a-f]{64}", checksum):
+            raise UserError(f"{path}: Range: expected FIRST-LAST blocks within the image's "
+                            f"{last_block + 1} with a sha256, got {shown(span)}")
+        ranges.append((first, last, checksum))
+    ranges.sort()
+    if any(a[1] >= b[0] for a, b in zip(ranges, ranges[1:])):
+        raise UserError(f"{path}: Range: expected ranges that do not overlap, got overlapping ones")
+    return BlockMap(image_size, block_size, ranges)
+
+
+def _bmap_number(path: Path, text: str | None, name: str, low: int, high: int) -> int:
+    value = (text or "").strip()
+    if not re.fullmatch(r"\d{1,20}", value) or not low <= int(value) <= high:
+        raise UserError(f"{path}: {name}: expected a number from {low} to {high}, got "
+                        f"{shown(value)}")
+    return int(value)
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{what}: cannot read it: {e.strerror}") from None
 
 
 def card_settings(hostname: str | None, user: str, ssh_key_file: Path | None,
@@ -121,10 +179,7 @@ def card_settings(hostname: str | None, user: str, ssh_key_file: Path | None,
         if not user_data.startswith("#cloud-config\n"):
             raise UserError(f"--user-data {user_data_file}: a cloud-config file starts with the "
                             "line #cloud-config")
-        try:
-            document = yaml.safe_load(user_data)
-        except yaml.YAMLError as e:
-            raise UserError(f"--user-data {user_data_file}: not valid YAML: {e}") from None
+        document = yamlfile.load(user_data, f"--user-data {user_data_file}")
         if not isinstance(document, dict):
             raise UserError(f"--user-data {user_data_file}: expected a YAML mapping of "
                             "cloud-config settings")
@@ -132,10 +187,7 @@ def card_settings(hostname: str | None, user: str, ssh_key_file: Path | None,
 
 
 def _read(path: Path, option: str) -> str:
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{option} {path}: cannot read it: {e}") from None
+    return yamlfile.text_of(_read_bytes(path, f"{option} {path}"), f"{option} {path}")
 
 
 # the target and its safety
@@ -277,7 +329,7 @@ def write_mapped(stream, fd: int, bmap: BlockMap) -> int:
                 if not chunk:
                     raise BuildError("the image ends before its block map says it does")
                 digest.update(chunk)
-                os.pwrite(fd, chunk, offset)
+                _write_at(fd, chunk, offset)
                 offset += len(chunk)
                 bar.update(len(chunk))
             if checksum and digest.hexdigest() != checksum:
@@ -297,7 +349,7 @@ def write_all(stream, fd: int, size: int) -> tuple[int, str]:
         while chunk := stream.read(CHUNK):
             digest.update(chunk)
             try:
-                os.pwrite(fd, chunk, offset)
+                _write_at(fd, chunk, offset)
             except OSError as e:
                 if e.errno == errno.ENOSPC:
                     raise UserError(f"the target is full after {offset / 1e9:.1f} GB: it is "
@@ -306,6 +358,18 @@ def write_all(stream, fd: int, size: int) -> tuple[int, str]:
             offset += len(chunk)
             bar.update(len(chunk))
     return offset, digest.hexdigest()
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    """All of data at offset: a write may take only part of it, and one that takes nothing
+    means the card ends there."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written == 0:
+            raise BuildError(f"the card took no more bytes at byte {offset}: it is smaller "
+                             "than the image, or failing")
+        view, offset = view[written:], offset + written
 
 
 def _read_back(fd: int, start: int, end: int, bar) -> str:
@@ -340,7 +404,12 @@ def _check_published_sha256(image: Path) -> None:
     listed = image.with_name(image.name + ".sha256")
     if not listed.exists():
         return
-    expected = listed.read_text().split()[0]
+    fields = yamlfile.text_of(_read_bytes(listed, str(listed)), str(listed)).split()
+    if len(fields) < 2 or not re.fullmatch(r"[0-9a-f]{64}", fields[0]) \
+            or fields[1].lstrip("*") != image.name:
+        raise UserError(f"{listed}: expected a sha256sum line for {image.name} (64 hex digits, "
+                        f"two spaces, the name), got {shown(' '.join(fields[:2]))}")
+    expected = fields[0]
     with log.step(f"check {image.name} against {listed.name}"):
         if export.sha256_of(image) != expected:
             raise UserError(f"{image}: does not match {listed.name}: the file is damaged; "
@@ -377,6 +446,7 @@ def write_image(image: Path, target: Target) -> Result:
                 written, digest = write_all(stream, fd, image.stat().st_size
                                             if image.suffix == ".img" else 0)
                 size = written
+        _clear_tail(fd, target, size)
         _drop_cache(fd)
         if bmap:
             verify_mapped(fd, bmap)
@@ -394,6 +464,15 @@ def _grow_file(fd: int, target: Target, size: int) -> None:
         os.ftruncate(fd, size)
 
 
+def _clear_tail(fd: int, target: Target, size: int) -> None:
+    """A file target longer than the image keeps its length (a larger card) but not what its
+    old tail held: cut to the image and grown back, the tail reads as zeros."""
+    length = os.fstat(fd).st_size
+    if not target.is_block_device and length > size:
+        os.ftruncate(fd, size)
+        os.ftruncate(fd, length)
+
+
 def personalize(target: Path, settings: CardSettings) -> None:
     if settings.user_data is not None:
         boot = disk.partitions(target)[0]
@@ -405,6 +484,9 @@ def personalize(target: Path, settings: CardSettings) -> None:
 def flash(image: Path, device: Path, settings: CardSettings, yes: bool) -> Result:
     check_image(image)
     target = inspect_target(device)
+    if target.size and os.path.samefile(image, device):
+        raise UserError(f"--device {device}: expected a card or another file, got the image "
+                        "itself")
     confirm(target, image, yes)
     with log.step(f"write {image.name} onto {target.path}"):
         result = write_image(image, target)

@@ -11,14 +11,11 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from . import chroot
-from .run import run
+from . import mounts
 
 UNUSED_DAYS = 14  # layers no build has used for this long are removed
 
@@ -71,13 +68,12 @@ class LayerCache:
         (partial / "upper").mkdir(parents=True)
         (partial / "work").mkdir()
         yield partial
-        shutil.rmtree(partial / "work")
+        mounts.remove_tree(partial / "work")
         os.rename(partial, self.path(key))
 
     def discard(self, folder: Path) -> None:
         if folder.exists():
-            chroot.unmount_all_below(folder)
-            shutil.rmtree(folder)
+            mounts.remove_tree(folder)
 
     def remove_leftovers(self, keep: set[str]) -> None:
         """Partial layers of interrupted builds, and layers unused for UNUSED_DAYS."""
@@ -94,14 +90,11 @@ class LayerCache:
 def overlay(lowers: list[Path], upper_layer: Path | None = None):
     """The merged tree of layers (bottom first), writable into upper_layer when given."""
     upper_dirs = [p / "upper" for p in reversed(lowers)]
-    with tempfile.TemporaryDirectory(prefix="clusterlab-root-") as mountpoint:
-        if upper_layer is None:
-            options = "ro,lowerdir=" + ":".join(map(str, upper_dirs))
-        else:
-            options = (f"lowerdir={':'.join(map(str, upper_dirs))},"
-                       f"upperdir={upper_layer / 'upper'},workdir={upper_layer / 'work'}")
-        run(["mount", "-t", "overlay", "overlay", "-o", options, mountpoint])
-        try:
-            yield Path(mountpoint)
-        finally:
-            run(["umount", mountpoint])
+    if upper_layer is None:
+        options = "ro,lowerdir=" + ":".join(map(str, upper_dirs))
+    else:
+        options = (f"lowerdir={':'.join(map(str, upper_dirs))},"
+                   f"upperdir={upper_layer / 'upper'},workdir={upper_layer / 'work'}")
+    with mounts.on_temporary_folder(["mount", "-t", "overlay", "overlay", "-o", options],
+                                    "clusterlab-root-") as mountpoint:
+        yield mountpoint

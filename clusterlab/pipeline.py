@@ -4,7 +4,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import ClassVar
 
 from clusterlab_node import settings as cluster_schema
 
-from . import chroot, cluster, disk, export, layers, log, run, tree
+from . import chroot, cluster, disk, export, folders, layers, log, run, tree
 from .arch import ARCHES
 from .base import debian, image as downloaded
 from .compression import FORMATS
@@ -109,7 +108,7 @@ def _build(config: Config, project: Project, image_version: str, epoch: int, nam
         log.warn("no users configured: nobody can log in to this image until a user with an "
                  "SSH key is added to user-data on the card's boot partition (see README)")
     log.info(f"building {name} ({sum(s.runs_on(config['base.source']) for s in stages)} stages)")
-    cache = layers.LayerCache(config.cache_dir)
+    cache = layers.LayerCache(folders.make(config.cache_dir))
     with log.step("prepare emulation: qemu-user for " + config["arch"], name="emulation"):
         chroot.prepare_emulation(config["arch"])
     # the container images need no emulation and mostly wait for the network and the disk:
@@ -130,20 +129,22 @@ def _build(config: Config, project: Project, image_version: str, epoch: int, nam
     if _up_to_date(outputs, input_key):
         log.info(f"{name}: nothing changed since the last build (input key {input_key})")
         return "unchanged"
-    outputs.image.parent.mkdir(parents=True, exist_ok=True)
-    with export.written_atomically(outputs.image) as raw, layers.overlay(stack) as rootfs:
+    folders.make(outputs.image.parent)
+    with export.published_together(dataclasses.astuple(outputs)) as staged, \
+            layers.overlay(stack) as rootfs:
+        raw = staged[outputs.image]
         with log.step("assemble image", name="assemble"):
             boot_size = disk.tree_bytes(bootfs) + config["image.boot_headroom_mib"] * MIB
             root_size = int(disk.tree_bytes(rootfs) * 1.1) + config["image.root_headroom_mib"] * MIB
             disk.log_layout(disk.assemble(raw, bootfs, rootfs, boot_size, root_size, ident))
             packages = export.installed_packages(rootfs)
         with log.step("bmap", name="bmap"):
-            export.write_bmap(raw, outputs.bmap)
+            export.write_bmap(raw, staged[outputs.bmap])
         with log.step(f"compress ({config['image.compression']})", name="compress"):
-            export.compress(raw, outputs.compressed, config["image.compression"])
+            export.compress(raw, staged[outputs.compressed], config["image.compression"])
         with log.step("checksum and manifest", name="manifest"):
-            digest = export.write_sha256(outputs.compressed, outputs.checksum)
-            export.write_manifest(outputs.manifest, _manifest(
+            digest = export.write_sha256(staged[outputs.compressed], staged[outputs.checksum])
+            export.write_manifest(staged[outputs.manifest], _manifest(
                 config, outputs, raw, ident, input_key, packages, digest, tree_layers.archive,
                 containers=[image.manifest_entry() for image in tree_layers.baked],
                 name=name, version=image_version,
@@ -151,7 +152,7 @@ def _build(config: Config, project: Project, image_version: str, epoch: int, nam
     cache.remove_leftovers(keep={p.name for p in stack})
     for path in dataclasses.astuple(outputs):
         log.info(f"wrote {path}")
-    log.info(f"cache: {_size(config.cache_dir) / 2**30:.1f} GiB in {config.cache_dir}")
+    log.info(f"cache: {folders.size(config.cache_dir) / 2**30:.1f} GiB in {config.cache_dir}")
     return "built"
 
 
@@ -168,7 +169,7 @@ def _write_steps(outputs: Outputs, name: str, outcome: str, seconds: float) -> N
     build's own error is the one to report."""
     path = steps_path(outputs)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folders.make(path.parent)
         with export.written_atomically(path) as partial:
             partial.write_text(json.dumps({"name": name, "outcome": outcome,
                                            "seconds": round(seconds, 1),
@@ -329,18 +330,13 @@ def _up_to_date(outputs: Outputs, input_key: str) -> bool:
 
 def clean(config: Config, project: Project, cache: bool) -> list[tuple[Path, int]]:
     """Remove the output folder, and the caches when asked; return what went and its size."""
-    folders = [project.root / config["image.output_dir"]]
+    places = [folders.output_dir(config, project.root)]
     if cache:
         require_root()
-        folders.append(config.cache_dir)
+        places.append(config.cache_dir)
     removed = []
-    for folder in folders:
-        if folder.exists():
-            chroot.unmount_all_below(folder)
-            removed.append((folder, _size(folder)))
-            shutil.rmtree(folder)
+    for folder in places:
+        size = folders.remove(folder)
+        if size is not None:
+            removed.append((folder, size))
     return removed
-
-
-def _size(folder: Path) -> int:
-    return sum(p.lstat().st_size for p in folder.rglob("*") if not p.is_symlink() and p.is_file())

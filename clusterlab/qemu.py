@@ -30,7 +30,7 @@ class BootFiles:
 
 def boot_files(image: Path) -> BootFiles:
     """What the Raspberry Pi firmware would boot, read from config.txt and cmdline.txt."""
-    boot = disk.partitions(image)[0]
+    boot = disk.partitions_of_image(image, str(image))[0]
     settings = {}
     for line in disk.fat_read(image, boot, "config.txt").decode().splitlines():
         line = line.strip()

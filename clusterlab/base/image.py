@@ -32,20 +32,24 @@ class Source:
 
 
 def source(config: Config) -> Source:
-    """Where the base image comes from: a preset, or base.url and its checksum."""
-    preset = config["base.preset"]
+    """Where the base image comes from: a preset, or base.url and its checksum. Checked when
+    the config is loaded, naming the file or --set that made the mistake."""
+    preset, arch = config["base.preset"], config["arch"]
+    where = config.last_source(["base.source", "base.preset", "base.url", "base.sha256",
+                                "base.sha256_url", "arch"])
     if preset:
         known = PRESETS[preset]
-        if known.arch != config["arch"]:
-            raise UserError(f"base.preset {preset} is an {known.arch} image: set arch: "
-                            f"{known.arch}")
+        if known.arch != arch:
+            fitting = ", ".join(name for name, p in PRESETS.items() if p.arch == arch)
+            raise UserError(f"{where}: base.preset: expected a preset for arch {arch} "
+                            f"({fitting}), got string '{preset}' (an {known.arch} image)")
         return Source(known.url, "", known.sha256_url, known.boot_mount)
     if not config["base.url"]:
-        raise UserError("base.source is download: set base.preset, or base.url with "
-                        "base.sha256 or base.sha256_url")
+        raise UserError(f"{where}: base.url: expected the address of the base image (base.source "
+                        "is download and base.preset is empty), got nothing")
     if not (config["base.sha256"] or config["base.sha256_url"]):
-        raise UserError(f"base.url {config['base.url']}: give its checksum too, as base.sha256 "
-                        "or base.sha256_url")
+        raise UserError(f"{where}: base.sha256: expected the checksum of base.url (or base."
+                        "sha256_url, the address of a file listing it), got nothing")
     return Source(config["base.url"], config["base.sha256"], config["base.sha256_url"],
                   config["base.boot_mount"])
 

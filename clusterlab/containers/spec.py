@@ -10,7 +10,7 @@ from clusterlab_node.settings import IMAGE_TAG
 COMPONENT = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"
 DIGEST = r"sha256:[0-9a-f]{64}"
 DOCKER_HUB = "docker.io"
-PORT = r"\d{1,5}/(tcp|udp)"
+PORT = r"([1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d\d|655[0-2]\d|6553[0-5])/(tcp|udp)"  # 1-65535
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
@@ -101,16 +101,17 @@ def parse(name: str, entry: Any) -> ImageSpec:
                         "clusterlab/consul:1.8.7 (a tag is required)", tag)
     source = entry.get("source")
     fields = {"registry": _registry_source, "debian": _debian_source}
-    if source not in fields:
+    if not isinstance(source, str) or source not in fields:
         raise SpecError(f"{name}.source", "one of debian, registry", source)
     return ImageSpec(name, tag, fields[source](name, entry))
 
 
 def _only(name: str, entry: dict, allowed: set[str]) -> None:
-    unknown = sorted(set(entry) - allowed - {"tag", "source"})
+    unknown = [field for field in entry if field not in allowed | {"tag", "source"}]
     if unknown:
-        raise SpecError(f"{name}.{unknown[0]}", "one of the fields " + ", ".join(
-            sorted(allowed | {"tag", "source"})), entry[unknown[0]])
+        first = min(unknown, key=str)
+        raise SpecError(f"{name}.{first}", "one of the fields " + ", ".join(
+            sorted(allowed | {"tag", "source"})), entry[first])
 
 
 def _registry_source(name: str, entry: dict) -> RegistrySource:

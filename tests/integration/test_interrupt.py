@@ -1,4 +1,5 @@
-"""A build stopped in the middle of a stage (SIGTERM, as CI or systemd would) cleans up after
+"""A build stopped in the middle of a stage (SIGTERM, as CI or systemd would; SIGHUP, as a
+dropped SSH session does, followed by a second signal while it cleans up) cleans up after
 itself: no mount, no loop device, no output under its final name; started again, it reuses
 the layers that were complete and makes the interrupted one anew."""
 
@@ -12,6 +13,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from clusterlab import folders
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +47,12 @@ def steps_from_cache(record: dict) -> dict[str, bool]:
             if s["name"] == "base" or s["name"].startswith("stage ")}
 
 
-def test_sigterm_during_a_stage_leaves_nothing_behind_and_resumes(built, tmp_path):
+@pytest.mark.parametrize("signals, resume", [
+    ([signal.SIGTERM], True),
+    ([signal.SIGHUP, signal.SIGTERM], False),  # the second one must not cut the clean-up short
+], ids=["SIGTERM", "SIGHUP-then-SIGTERM"])
+def test_a_signal_during_a_stage_leaves_nothing_behind_and_resumes(built, tmp_path, signals,
+                                                                    resume):
     out = tmp_path / "images"
     zone = unused_time_zone()
     log = tmp_path / "build.log"
@@ -57,15 +65,21 @@ def test_sigterm_during_a_stage_leaves_nothing_behind_and_resumes(built, tmp_pat
             assert build.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the system stage never started"
             time.sleep(1)
-        build.send_signal(signal.SIGTERM)
+        for sig in signals:
+            build.send_signal(sig)
+            time.sleep(0.5)
         status = build.wait(timeout=300)
-    assert status == 130, log.read_text()[-3000:]
+    assert status == 128 + signals[0], log.read_text()[-3000:]
+    assert f"interrupted by {signals[0].name}; cleaned up" in log.read_text()
     assert clusterlab_mounts() == []
     assert subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout == ""
     # no output: only the record of the build's steps, which says it failed
     record = steps_record(out)
-    assert [p.name for p in out.iterdir()] == [f"{record['name']}.steps.json"]
+    assert sorted(p.name for p in out.iterdir()) == [folders.MARKER,
+                                                     f"{record['name']}.steps.json"]
     assert record["outcome"] == "failed", record
+    if not resume:
+        return
 
     again = subprocess.run([sys.executable, str(ROOT / "build.py"), "build",
                             "--set", f"timezone={zone}", "--set", f"image.output_dir={out}",

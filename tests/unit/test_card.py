@@ -64,9 +64,9 @@ def test_edit_writes_other_seed_files_without_the_cloud_config_header(image):
 
 
 @pytest.mark.parametrize("name, problem", [("broken", "not valid YAML"),
-                                           ("list", "not a YAML mapping")])
+                                           ("list", "expected a YAML mapping")])
 def test_a_seed_file_that_is_not_a_mapping_is_refused_by_name(image, name, problem):
     before = seed(image, name)
-    with pytest.raises(UserError, match=f"{name} on the boot partition is {problem}"):
+    with pytest.raises(UserError, match=f"{name} on the boot partition: {problem}"):
         card.edit(image, name, lambda data: None)
     assert seed(image, name) == before

@@ -1,0 +1,87 @@
+"""The folders the builder makes and may remove: the output folder and the cache.
+
+A folder the builder creates gets a marker file; `clean` removes only folders that carry it, so
+no setting can make it remove the checkout, a home, a system folder or anything it did not make.
+The settings that name these folders are checked when the config is loaded.
+"""
+
+from pathlib import Path
+
+from . import mounts
+from .config import Config
+from .errors import UserError, plain
+
+MARKER = ".clusterlab-made"
+MARKER_TEXT = "Made by the ClusterLab builder: `build.py clean` may remove this folder.\n"
+SETTINGS = ("image.output_dir", "cache_dir")
+# top-level system folders, never a build's output or cache
+SYSTEM = {Path(p) for p in ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64",
+                            "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv",
+                            "/sys", "/tmp", "/usr", "/var")}
+# the checkout's own folders (besides the stages' inputs: pipeline.Project.FOLDERS)
+CHECKOUT_FOLDERS = ("clusterlab", "tests", "docs", "bench", ".git", ".ci", ".venv")
+
+
+def output_dir(config: Config, project_root: Path) -> Path:
+    return project_root / Path(config["image.output_dir"]).expanduser()
+
+
+def cache_dir(config: Config) -> Path:
+    return config.cache_dir
+
+
+def check(config: Config, project_root: Path, project_folders: tuple[str, ...]) -> None:
+    """Refuse folder settings the builder must never write into or remove."""
+    places = {"image.output_dir": output_dir(config, project_root),
+              "cache_dir": cache_dir(config)}
+    for key, place in places.items():
+        problem = _problem(config[key], place.resolve(), project_root.resolve(),
+                           project_folders + CHECKOUT_FOLDERS)
+        if problem:
+            raise UserError(f"{config.last_source([key])}: {key}: expected a folder of the "
+                            f"builder's own, got {problem}")
+    output, cache = (place.resolve() for place in places.values())
+    if output.is_relative_to(cache) or cache.is_relative_to(output):
+        raise UserError(f"{config.last_source(list(SETTINGS))}: cache_dir: expected a folder "
+                        f"apart from image.output_dir ({plain(str(output))}), got "
+                        f"{plain(str(cache))}")
+
+
+def _problem(text: str, place: Path, checkout: Path, own: tuple[str, ...]) -> str | None:
+    named = f"'{plain(text)}'"
+    if place in SYSTEM or place.parent == Path("/home"):
+        return f"{named}, a system folder"
+    if place == Path.home().resolve():
+        return f"{named}, the home folder"
+    if checkout.is_relative_to(place):
+        return f"{named}, the checkout or a folder holding it"
+    if any(place == checkout / name or place.is_relative_to(checkout / name) for name in own):
+        return f"{named}, a folder of the project's own"
+    return None
+
+
+def make(folder: Path) -> Path:
+    """folder, created when missing; marked as the builder's when it is new or empty."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not any(folder.iterdir()):
+        (folder / MARKER).write_text(MARKER_TEXT)
+    return folder
+
+
+def remove(folder: Path) -> int | None:
+    """Remove a folder the builder made, and what is mounted in it; the bytes it held, None
+    when it was not there."""
+    if not folder.exists():
+        return None
+    if not (folder / MARKER).is_file():
+        raise UserError(f"{plain(str(folder))}: not removed: the builder did not make this "
+                        f"folder (it has no {MARKER}); remove it yourself if you mean to")
+    mounts.unmount_all_below(folder)  # what a killed build left, never counted nor removed
+    held = size(folder)
+    mounts.remove_tree(folder)
+    return held
+
+
+def size(folder: Path) -> int:
+    """Bytes in the folder's files (links not followed)."""
+    return sum(p.lstat().st_size for p in folder.rglob("*") if not p.is_symlink() and p.is_file())

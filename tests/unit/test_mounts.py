@@ -1,0 +1,87 @@
+"""Mounts under paths with spaces and other escaped characters are found and unmounted, nothing
+is removed through a live mount, and a failing clean-up never hides the error that ran it."""
+
+import os
+import subprocess
+
+import pytest
+
+from clusterlab import cleanup, folders, mounts
+from clusterlab.errors import BuildError, UserError
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a tmpfs on a path; every one is unmounted after the test, whatever happened."""
+    made = []
+
+    def mount(point):
+        point.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(point)], check=True)
+        made.append(point)
+        return point
+
+    if os.geteuid() != 0:
+        pytest.fail("mounting needs root (sudo make test)")
+    yield mount
+    for point in reversed(made):
+        subprocess.run(["umount", "--lazy", str(point)], capture_output=True)
+
+
+def test_mount_points_with_escaped_characters_are_read_as_they_are(tmp_path, tmpfs):
+    point = tmpfs(tmp_path / "a b\tc\\d" / "e")
+    assert point in [p for _, p in mounts.table()]
+    assert mounts.below(tmp_path) == [point]
+
+
+def test_removing_a_folder_unmounts_what_is_below_it_first(tmp_path, tmpfs):
+    host_file = tmp_path / "host" / "precious"
+    host_file.parent.mkdir()
+    host_file.write_text("not to be removed")
+    inner = tmpfs(tmp_path / "out put" / "layer")
+    (inner / "scratch").write_text("on the tmpfs")
+    bind = tmp_path / "out put" / "bind of host"
+    bind.mkdir()
+    subprocess.run(["mount", "--bind", str(host_file.parent), str(bind)], check=True)
+    mounts.remove_tree(tmp_path / "out put")
+    assert not (tmp_path / "out put").exists()
+    assert host_file.read_text() == "not to be removed"
+    assert mounts.below(tmp_path) == []
+
+
+def test_a_temporary_mount_point_is_never_emptied_while_mounted(tmp_path, tmpfs):
+    with pytest.raises(OSError):
+        mounts.remove_mount_point(tmpfs(tmp_path / "busy"))  # rmdir: not removed, nor emptied
+    assert (tmp_path / "busy").is_dir()
+
+
+def test_a_failing_clean_up_is_kept_and_the_first_error_goes_on(tmp_path):
+    cleanup.failures.clear()
+
+    def failing_undo():
+        raise BuildError("umount /x failed\n  | target is busy")
+
+    with pytest.raises(UserError, match="the first error"):
+        with cleanup.undone(failing_undo):
+            raise UserError("the first error")
+    assert cleanup.failures == ["umount /x failed | target is busy"]
+    with pytest.raises(BuildError, match="umount /x failed"):  # with no error before, it is one
+        with cleanup.undone(failing_undo):
+            pass
+    cleanup.failures.clear()
+
+
+def test_clean_removes_only_folders_the_builder_made(tmp_path, tmpfs):
+    made = folders.make(tmp_path / "images")
+    (made / "clusterlab.img").write_bytes(b"x" * 10)
+    tmpfs(made / "left mounted")
+    assert folders.remove(made) == 10 + len(folders.MARKER_TEXT)
+    assert not made.exists() and mounts.below(tmp_path) == []
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "photo.jpg").write_text("keep")
+    assert folders.make(theirs) == theirs  # the build may write into it, but never marks it
+    with pytest.raises(UserError, match="not removed: the builder did not make this folder"):
+        folders.remove(theirs)
+    assert (theirs / "photo.jpg").read_text() == "keep"
+    assert folders.remove(tmp_path / "never made") is None
