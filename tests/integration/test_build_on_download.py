@@ -5,7 +5,6 @@ import functools
 import hashlib
 import http.server
 import json
-import re
 import subprocess
 import sys
 import zipfile
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterlab import disk, export, qemu
+from clusterlab import disk, export, folders, qemu
 from clusterlab.base import image
 import localnet
 from localnet import free_port
@@ -59,10 +58,10 @@ def on_download(served, tmp_path_factory):
 
 
 def test_the_base_is_downloaded_and_the_debian_only_stage_left_out(on_download, served, built):
-    steps = re.findall(r"✓ (.+?) \(\d", on_download["result"].stderr)
-    assert "base: base.img.xz" in steps
-    assert not any(s.startswith("stage 10-base") for s in steps)
-    assert any(s.startswith("stage 20-system") for s in steps)
+    record = json.loads(next(on_download["out"].glob("*.steps.json")).read_text())
+    steps = {step["name"]: step for step in record["steps"]}
+    assert steps["base"]["title"] == "base: base.img.xz"
+    assert "stage 10-base" not in steps and "stage 20-system" in steps
     manifest = on_download["manifest"]
     assert manifest["archive"] == [{"source": f"{served.url}/base.img.xz",
                                     "sha256": on_download["sha256"]}]
@@ -76,15 +75,14 @@ def test_a_second_build_downloads_nothing(on_download, served):
     again = build(on_download["out"], f"{served.url}/base.img.xz", on_download["sha256"])
     assert again.returncode == 0, again.stderr[-3000:]
     assert served.requests == before
-    assert "in the download cache" in again.stderr
 
 
 def test_a_wrong_checksum_is_refused_before_anything_is_built(served, tmp_path):
     result = build(tmp_path, f"{served.url}/base.img.xz", "0" * 64)
     assert result.returncode == 2 and "sha256 is not" in result.stderr
     # no output: only the record of the build's steps, which says it failed
-    record, = tmp_path.iterdir()
-    assert record.name.endswith(".steps.json")
+    record, = tmp_path.glob("*.steps.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([record.name, folders.MARKER])
     assert json.loads(record.read_text())["outcome"] == "failed"
 
 
