@@ -69,7 +69,9 @@ def _int_between(low: int, high: int) -> Check:
 
 
 FOLDER = r"[^\x00-\x1f]*[^\x00-\x1f\s][^\x00-\x1f]*"  # text with no control character
-URL_TEXT = r"[!-~]+"  # what follows the scheme: printable ASCII (a URL's own characters)
+# URLs are printable ASCII (a URL's own characters); http(s) names a host
+HTTP_URL = r"https?://[!-.0-~][!-~]*"
+FILE_URL = r"file:///[!-~]*"
 USERNAME = r"[a-z_][a-z0-9_-]{0,31}"
 SSH_KEY = r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+( .*)?"
 
@@ -135,15 +137,14 @@ SETTINGS: list[Setting] = [
             _matches(r"[a-z]+", "a Debian suite name such as trixie")),
     Setting("base.mirror", "http://deb.debian.org/debian",
             "Debian mirror used to build the image and written into its apt sources.",
-            _matches(rf"(https?|file)://{URL_TEXT}", "an http(s):// or file:// URL")),
+            _matches(f"{HTTP_URL}|{FILE_URL}", "an http(s):// or file:// URL")),
     Setting("base.updates", True,
             "Include the <suite>-updates suite (fixes published between point releases).",
             _is(bool, "true or false")),
     Setting("base.security_mirror", "http://deb.debian.org/debian-security",
             "Mirror of Debian security updates, written into the image's apt sources; empty to "
             "leave them out.",
-            _matches(rf"((https?|file)://{URL_TEXT})?",
-                     "an http(s):// or file:// URL, or empty")),
+            _matches(f"({HTTP_URL}|{FILE_URL})?", "an http(s):// or file:// URL, or empty")),
     Setting("base.source", "debian",
             "Where the base comes from: debian (made from the Debian archive with mmdebstrap) "
             "or download (a vendor image: base.preset, or base.url with base.sha256 or "
@@ -156,13 +157,13 @@ SETTINGS: list[Setting] = [
     Setting("base.url", "",
             "Address of the base image for base.source download: .img, .img.xz, .img.gz, or "
             ".zip holding one .img.",
-            _matches(rf"(https?://{URL_TEXT})?", "an http:// or https:// URL, or empty")),
+            _matches(f"({HTTP_URL})?", "an http:// or https:// URL, or empty")),
     Setting("base.sha256", "", "sha256 of the file at base.url.",
             _matches(r"([0-9a-f]{64})?", "64 lower-case hex digits, or empty")),
     Setting("base.sha256_url", "",
             "Address of a sha256sum-style file that lists base.url's checksum (used when "
             "base.sha256 is empty).",
-            _matches(rf"(https?://{URL_TEXT})?", "an http:// or https:// URL, or empty")),
+            _matches(f"({HTTP_URL})?", "an http:// or https:// URL, or empty")),
     Setting("base.boot_mount", "/boot/firmware",
             "Where the downloaded image mounts its boot (FAT) partition: /boot/firmware "
             "(Debian, Raspberry Pi OS since bookworm) or /boot (HypriotOS, older Raspberry Pi OS).",

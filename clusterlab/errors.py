@@ -16,15 +16,15 @@ class BuildError(Exception):
 LIMIT = 60  # characters of a user's value shown in a message
 
 
-def shown(value) -> str:
+def shown(value, limit: int = LIMIT) -> str:
     """A value for a one-line message: its repr, cut short."""
     try:
         text = repr(value)
     except ValueError:  # an integer too long to turn into text
         text = f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
-    return text[:LIMIT] + "…" if len(text) > LIMIT else text
+    return text[:limit] + "…" if len(text) > limit else text
 
 
-def plain(text: str) -> str:
+def plain(text: str, limit: int = LIMIT) -> str:
     """Text the user typed (an argument, a path), as typed when it is short and printable."""
-    return text if len(text) <= LIMIT and text.isprintable() else shown(text)
+    return text if len(text) <= limit and text.isprintable() else shown(text, limit)

@@ -23,6 +23,7 @@ from clusterlab_node import settings as cluster_schema
 
 from . import card, compression, config, disk, export, log, yamlfile
 from .errors import BuildError, UserError, shown
+from .run import run
 
 CHUNK = 4 << 20
 MIB = 1 << 20
@@ -103,9 +104,16 @@ def _head(image: Path, target: Path, size: int) -> Path:
     """The image itself when raw, else its first size bytes decompressed into target."""
     if image.suffix == ".img":
         return image
+    compressed = compression.BY_SUFFIX[image.suffix]
+    unreadable = UserError(f"{image}: expected an image compressed as its suffix says, got a "
+                           f"file that {compressed.name} cannot read whole")
+    if compressed.quick_check:
+        try:
+            run([*compressed.quick_check, str(image)], capture=True)
+        except BuildError:
+            raise unreadable from None
     if export.decompressed_head(image, target, size) < min(size, MIB):
-        raise UserError(f"{image}: expected an image compressed as its suffix says, got a file "
-                        f"that {compression.BY_SUFFIX[image.suffix].name} cannot decompress")
+        raise unreadable
     return target
 
 
@@ -179,7 +187,8 @@ def card_settings(hostname: str | None, user: str, ssh_key_file: Path | None,
         if not user_data.startswith("#cloud-config\n"):
             raise UserError(f"--user-data {user_data_file}: a cloud-config file starts with the "
                             "line #cloud-config")
-        document = yamlfile.load(user_data, f"--user-data {user_data_file}")
+        # as cloud-init will read it, dates included
+        document = yamlfile.load(user_data, f"--user-data {user_data_file}", dates=True)
         if not isinstance(document, dict):
             raise UserError(f"--user-data {user_data_file}: expected a YAML mapping of "
                             "cloud-config settings")
@@ -399,20 +408,34 @@ def verify_all(fd: int, size: int, expected: str) -> None:
                              "(a failing card or reader?)")
 
 
-def _check_published_sha256(image: Path) -> None:
-    """Without a bmap, the image file is checked against its .sha256 when there is one."""
+@dataclasses.dataclass(frozen=True)
+class Beside:
+    """What lies beside the image and says what it must be: its block map, its checksum."""
+    bmap: BlockMap | None
+    sha256: str | None  # from the .sha256 file, used without a block map
+
+
+def read_beside(image: Path) -> Beside:
+    """The .bmap and .sha256 beside the image, read and checked before anything is written."""
+    bmap_path = image.with_name(raw_name(image) + ".bmap")
     listed = image.with_name(image.name + ".sha256")
-    if not listed.exists():
-        return
+    return Beside(read_bmap(bmap_path) if bmap_path.exists() else None,
+                  _listed_sha256(listed, image.name) if listed.exists() else None)
+
+
+def _listed_sha256(listed: Path, name: str) -> str:
     fields = yamlfile.text_of(_read_bytes(listed, str(listed)), str(listed)).split()
     if len(fields) < 2 or not re.fullmatch(r"[0-9a-f]{64}", fields[0]) \
-            or fields[1].lstrip("*") != image.name:
-        raise UserError(f"{listed}: expected a sha256sum line for {image.name} (64 hex digits, "
+            or fields[1].lstrip("*") != name:
+        raise UserError(f"{listed}: expected a sha256sum line for {name} (64 hex digits, "
                         f"two spaces, the name), got {shown(' '.join(fields[:2]))}")
-    expected = fields[0]
-    with log.step(f"check {image.name} against {listed.name}"):
+    return fields[0]
+
+
+def _check_sha256(image: Path, expected: str) -> None:
+    with log.step(f"check {image.name} against its .sha256"):
         if export.sha256_of(image) != expected:
-            raise UserError(f"{image}: does not match {listed.name}: the file is damaged; "
+            raise UserError(f"{image}: does not match its .sha256: the file is damaged; "
                             "download or build it again")
 
 
@@ -422,11 +445,10 @@ def _drop_cache(fd: int) -> None:
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def write_image(image: Path, target: Target) -> Result:
-    bmap_path = image.with_name(raw_name(image) + ".bmap")
-    bmap = read_bmap(bmap_path) if bmap_path.exists() else None
-    if bmap is None:
-        _check_published_sha256(image)
+def write_image(image: Path, target: Target, beside: Beside) -> Result:
+    bmap = beside.bmap
+    if bmap is None and beside.sha256:
+        _check_sha256(image, beside.sha256)
     if bmap and target.is_block_device and bmap.image_size > target.size:
         raise UserError(f"{target.path}: {target.size / 1e9:.1f} GB is smaller than the image "
                         f"({bmap.image_size / 1e9:.1f} GB)")
@@ -483,13 +505,14 @@ def personalize(target: Path, settings: CardSettings) -> None:
 
 def flash(image: Path, device: Path, settings: CardSettings, yes: bool) -> Result:
     check_image(image)
+    beside = read_beside(image)
     target = inspect_target(device)
     if target.size and os.path.samefile(image, device):
         raise UserError(f"--device {device}: expected a card or another file, got the image "
                         "itself")
     confirm(target, image, yes)
     with log.step(f"write {image.name} onto {target.path}"):
-        result = write_image(image, target)
+        result = write_image(image, target, beside)
     if settings.hostname or settings.ssh_key or settings.user_data is not None:
         with log.step("per-card settings on the boot partition"):
             personalize(target.path, settings)

@@ -12,6 +12,7 @@ from .config import Config
 from .errors import UserError, plain
 
 MARKER = ".clusterlab-made"
+PATH_LIMIT = 300  # characters of a path shown in a message
 MARKER_TEXT = "Made by the ClusterLab builder: `build.py clean` may remove this folder.\n"
 SETTINGS = ("image.output_dir", "cache_dir")
 # top-level system folders, never a build's output or cache
@@ -68,14 +69,15 @@ def make(folder: Path) -> Path:
     return folder
 
 
-def remove(folder: Path) -> int | None:
-    """Remove a folder the builder made, and what is mounted in it; the bytes it held, None
-    when it was not there."""
+def remove(config: Config, key: str, folder: Path) -> int | None:
+    """Remove the folder the setting key names, when the builder made it, and what is mounted
+    in it; the bytes it held, None when it was not there."""
     if not folder.exists():
         return None
     if not (folder / MARKER).is_file():
-        raise UserError(f"{plain(str(folder))}: not removed: the builder did not make this "
-                        f"folder (it has no {MARKER}); remove it yourself if you mean to")
+        raise UserError(f"{config.last_source([key])}: {key}: expected a folder the build made "
+                        f"(holding {MARKER}), got {plain(str(folder), PATH_LIMIT)}: not removed; "
+                        "remove it yourself if you mean to")
     mounts.unmount_all_below(folder)  # what a killed build left, never counted nor removed
     held = size(folder)
     mounts.remove_tree(folder)

@@ -330,13 +330,13 @@ def _up_to_date(outputs: Outputs, input_key: str) -> bool:
 
 def clean(config: Config, project: Project, cache: bool) -> list[tuple[Path, int]]:
     """Remove the output folder, and the caches when asked; return what went and its size."""
-    places = [folders.output_dir(config, project.root)]
+    places = [("image.output_dir", folders.output_dir(config, project.root))]
     if cache:
         require_root()
-        places.append(config.cache_dir)
+        places.append(("cache_dir", config.cache_dir))
     removed = []
-    for folder in places:
-        size = folders.remove(folder)
+    for key, folder in places:
+        size = folders.remove(config, key, folder)
         if size is not None:
             removed.append((folder, size))
     return removed

@@ -31,16 +31,23 @@ class BootFiles:
 def boot_files(image: Path) -> BootFiles:
     """What the Raspberry Pi firmware would boot, read from config.txt and cmdline.txt."""
     boot = disk.partitions_of_image(image, str(image))[0]
+    try:
+        config_txt, cmdline = (disk.fat_read(image, boot, name).decode(errors="replace")
+                               for name in ("config.txt", "cmdline.txt"))
+    except BuildError:
+        raise UserError(f"{image}: expected a boot partition holding config.txt and cmdline.txt "
+                        "(as the Raspberry Pi firmware boots it), got one without") from None
     settings = {}
-    for line in disk.fat_read(image, boot, "config.txt").decode().splitlines():
+    for line in config_txt.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.replace("=", " ", 1).partition(" ")
             settings[key] = value.strip()
     if "kernel" not in settings or "initramfs" not in settings:
-        raise BuildError(f"{image}: config.txt names no kernel or initramfs")
+        raise UserError(f"{image}: expected a config.txt naming a kernel and an initramfs, got "
+                        "one without")
     arch = for_firmware(settings.get("arm_64bit") == "1").name
-    cmdline = disk.fat_read(image, boot, "cmdline.txt").decode().strip()
+    cmdline = cmdline.strip()
     return BootFiles(arch, settings["kernel"], settings["initramfs"].split()[0], cmdline)
 
 

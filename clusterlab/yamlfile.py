@@ -44,24 +44,33 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
-# dates are read as the text they are
-_StrictLoader.yaml_implicit_resolvers = {
+
+
+class _TextDatesLoader(_StrictLoader):
+    """Dates are read as the text they are."""
+
+
+_TextDatesLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != TIMESTAMP]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
-def load(data: str | bytes, where: str) -> Any:
-    """The document in data (bytes must be UTF-8); UserError "where: …" on any fault."""
+def load(data: str | bytes, where: str, dates: bool = False) -> Any:
+    """The document in data (bytes must be UTF-8); UserError "where: …" on any fault. With
+    dates, a date is read as one, as cloud-init reads its files (and an impossible one is a
+    fault); without, as text."""
     if isinstance(data, bytes):
         data = text_of(data, where)
     try:
-        document = yaml.load(data, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+        document = yaml.load(data, Loader=_StrictLoader if dates else _TextDatesLoader)  # noqa: S506
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = " ".join(str(e.problem or e.context or "unreadable").split())
         raise UserError(f"{where}: not valid YAML: {problem}{at}") from None
     except yaml.YAMLError as e:
+        raise UserError(f"{where}: not valid YAML: {' '.join(str(e).split())}") from None
+    except ValueError as e:  # a date that does not exist
         raise UserError(f"{where}: not valid YAML: {' '.join(str(e).split())}") from None
     except RecursionError:
         raise UserError(f"{where}: expected at most {MAX_DEPTH} levels of nesting, "

@@ -3,11 +3,15 @@ is removed through a live mount, and a failing clean-up never hides the error th
 
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from clusterlab import cleanup, folders, mounts
+from clusterlab import cleanup, config, folders, mounts
 from clusterlab.errors import BuildError, UserError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -72,16 +76,30 @@ def test_a_failing_clean_up_is_kept_and_the_first_error_goes_on(tmp_path):
 
 
 def test_clean_removes_only_folders_the_builder_made(tmp_path, tmpfs):
+    cfg = config.load([], [f"image.output_dir={tmp_path}/theirs"])
     made = folders.make(tmp_path / "images")
     (made / "clusterlab.img").write_bytes(b"x" * 10)
     tmpfs(made / "left mounted")
-    assert folders.remove(made) == 10 + len(folders.MARKER_TEXT)
+    assert folders.remove(cfg, "image.output_dir", made) == 10 + len(folders.MARKER_TEXT)
     assert not made.exists() and mounts.below(tmp_path) == []
     theirs = tmp_path / "theirs"
     theirs.mkdir()
     (theirs / "photo.jpg").write_text("keep")
     assert folders.make(theirs) == theirs  # the build may write into it, but never marks it
-    with pytest.raises(UserError, match="not removed: the builder did not make this folder"):
-        folders.remove(theirs)
+    with pytest.raises(UserError, match=rf"^--set: image.output_dir: expected a folder the build "
+                       rf"made \(holding {folders.MARKER}\), got {theirs}: not removed"):
+        folders.remove(cfg, "image.output_dir", theirs)
     assert (theirs / "photo.jpg").read_text() == "keep"
-    assert folders.remove(tmp_path / "never made") is None
+    assert folders.remove(cfg, "image.output_dir", tmp_path / "never made") is None
+
+
+def test_build_py_clean_removes_the_output_folder_the_build_made(tmp_path, tmpfs):
+    made = folders.make(tmp_path / "out")
+    (made / "clusterlab-1.0-arm64.img").write_bytes(b"image")
+    tmpfs(made / ".clusterlab-1.0-arm64.img.staging")  # as a killed build might leave it
+    result = subprocess.run([sys.executable, str(ROOT / "build.py"), "clean",
+                             "--set", f"image.output_dir={made}"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"removed {made}" in result.stderr
+    assert not made.exists() and mounts.below(tmp_path) == []
