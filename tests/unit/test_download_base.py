@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterlab import config
+from clusterlab import arch, config
 from clusterlab.base import image, presets
 from clusterlab.errors import BuildError, UserError
 
@@ -33,7 +33,7 @@ def test_presets_name_https_addresses_with_published_checksums(name):
     preset = presets.PRESETS[name]
     assert re.fullmatch(r"https://\S+\.img\.(xz|zip)", preset.url)
     assert preset.sha256_url == preset.url + ".sha256"
-    assert preset.boot_mount in ("/boot", "/boot/firmware") and preset.arch in ("arm64", "armhf")
+    assert preset.boot_mount in ("/boot", "/boot/firmware") and preset.arch in arch.BOARD_ARCHES
 
 
 def test_a_preset_sets_the_source_and_must_match_the_architecture():
