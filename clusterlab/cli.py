@@ -24,6 +24,12 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message} (--help shows how)")
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("-c", "--config", action="append", type=Path, default=[], metavar="FILE",
@@ -44,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
                        help="also remove the build caches (layers, packages, initramfs)")
     boot = verbs.add_parser("boot", parents=[common], help="boot an image under QEMU")
     boot.add_argument("image", type=Path, help="a raw .img built by ClusterLab")
-    boot.add_argument("--ssh-port", type=int, default=2222, help="host port forwarded to SSH")
+    boot.add_argument("--ssh-port", type=_port, default=2222, help="host port forwarded to SSH")
     boot.add_argument("--serial-log", type=Path, help="write the serial console here")
     boot.add_argument("--snapshot", action="store_true", help="discard writes to the image")
     card = verbs.add_parser("flash", help="write an image onto an SD card (or a file)")
@@ -74,9 +80,14 @@ def load_config(args) -> config.Config:
 
 
 # Every signal that would end the program unwinds it like Ctrl-C, so that every mount and loop
-# device is released on the way out; a second one does not cut that short.
-UNWINDING = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
-             signal.SIGUSR2, signal.SIGALRM)
+# device is released on the way out; a second one does not cut that short. Not these: the ones
+# that cannot be caught, that stop or go on, that are ignored by default, and the faults the
+# program itself would cause (it cannot go on after those).
+NOT_UNWINDING = {signal.SIGKILL, signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+                 signal.SIGCONT, signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGPIPE,
+                 signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT,
+                 signal.SIGTRAP, signal.SIGSYS}
+UNWINDING = sorted(set(signal.valid_signals()) - NOT_UNWINDING)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -102,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return _failed(f"{e.filename or 'the build'}: {e.strerror or e}", 1)
     except KeyboardInterrupt as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-        return _failed(f"interrupted by {signal.Signals(signum).name}; cleaned up", 128 + signum)
+        return _failed(f"interrupted by {signal_name(signum)}; cleaned up", 128 + signum)
 
 
 def _failed(message: str, status: int) -> int:
@@ -120,8 +131,14 @@ def _interrupt(signum, frame):
 
 def _still_unwinding(signum, frame):
     with contextlib.suppress(OSError):  # a terminal that went away (SIGHUP) takes no message
-        print(f"{signal.Signals(signum).name}: still cleaning up, it ends by itself",
-              file=sys.stderr)
+        print(f"{signal_name(signum)}: still cleaning up, it ends by itself", file=sys.stderr)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:  # a real-time signal between SIGRTMIN and SIGRTMAX
+        return f"signal {signum}"
 
 
 def cmd_build(args) -> int:
@@ -151,8 +168,7 @@ def cmd_boot(args) -> int:
                      snapshot=args.snapshot) as vm:
         log.info(f"booting {args.image}; SSH: ssh -p {args.ssh_port} USER@127.0.0.1; "
                  f"Ctrl-C stops the VM")
-        vm.wait()
-    return 0
+        return vm.wait()
 
 
 def cmd_clean(args) -> int:

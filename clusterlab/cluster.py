@@ -13,6 +13,8 @@ from .errors import UserError
 
 # the build settings the card's settings come from, where not `cluster.<key>`
 FROM_BUILD = {"default_hostname": "hostname", "images": "containers"}
+# settings whose rules are checked together: a mistake is in whichever was given last
+TOGETHER = [("subnet", "master_address", "dhcp_range", "probe_range")]
 
 
 def build_key(card_key: str) -> str:
@@ -32,15 +34,17 @@ def document(config: Config, image_version: str) -> dict[str, Any]:
 
 
 def check(config: Config, image_version: str) -> None:
-    """Raise UserError naming the setting when the card's settings would be refused."""
-    source = config.last_source([build_key(field.key) for field in schema.FIELDS])
+    """Raise UserError naming the setting, and the file or --set that gave it, when the card's
+    settings would be refused."""
     missing = [name for name in schema.IMAGES if name not in config["containers"]]
     if missing:
-        raise UserError(f"{source}: containers: expected an image named {missing[0]} "
-                        f"({schema.IMAGES[missing[0]]}), got none")
+        raise UserError(f"{config.last_source(['containers'])}: containers: expected an image "
+                        f"named {missing[0]} ({schema.IMAGES[missing[0]]}), got none")
     try:
         schema.parse(document(config, image_version), "clusterlab.yaml")
     except schema.SettingsError as e:
+        involved = next((keys for keys in TOGETHER if e.key in keys), (e.key,))
+        source = config.last_source([build_key(key) for key in involved])
         raise UserError(f"{source}: {build_key(e.key)}: expected {e.expected}, "
                         f"got {describe(e.got)}") from None
 

@@ -9,16 +9,18 @@ class Format:
     suffix: str  # of the file name
     decompress: tuple[str, ...]  # file name appended; writes to stdout
     compress: tuple[str, ...] = ()  # stdin to stdout; empty: read only
-    # a check of the whole file that takes no decompression (xz reads its index), file appended
-    quick_check: tuple[str, ...] = ()
+    # a check that the whole file is there and sound, before anything is written (xz reads only
+    # its index; the others decompress to nowhere), the file appended
+    check: tuple[str, ...] = ()
 
 
 FORMATS = {f.name: f for f in (
     # xz -3: a third faster than the default -6 for an image 7% larger
     Format("xz", ".xz", ("xz", "-dc", "-T0"), ("xz", "-T0", "-3", "-c"),
            ("xz", "--list", "--robot")),
-    Format("zstd", ".zst", ("zstd", "-dc"), ("zstd", "-T0", "-10", "-c", "-q")),
-    Format("gzip", ".gz", ("gzip", "-dc")),
+    Format("zstd", ".zst", ("zstd", "-dc"), ("zstd", "-T0", "-10", "-c", "-q"),
+           ("zstd", "--test", "-q")),
+    Format("gzip", ".gz", ("gzip", "-dc"), check=("gzip", "--test")),
 )}
 WRITTEN = [f.name for f in FORMATS.values() if f.compress]  # what image.compression may be
 BY_SUFFIX = {f.suffix: f for f in FORMATS.values()}

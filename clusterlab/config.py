@@ -17,7 +17,7 @@ from clusterlab_node import settings as cluster_schema
 
 from .arch import ARCHES, BOARD_ARCHES
 from .base.presets import PRESETS
-from .compression import WRITTEN
+from .compression import WRITTEN, image_names
 from .containers.spec import SpecError, parse as parse_image_spec
 from . import yamlfile
 from .errors import UserError, plain, shown
@@ -68,7 +68,8 @@ def _int_between(low: int, high: int) -> Check:
     return check
 
 
-FOLDER = r"[^\x00-\x1f]*[^\x00-\x1f\s][^\x00-\x1f]*"  # text with no control character
+# text with no control character; ~ only for one's own home (not ~user)
+FOLDER = r"(?!~[^/])[^\x00-\x1f]*[^\x00-\x1f\s][^\x00-\x1f]*"
 # URLs are printable ASCII (a URL's own characters); http(s) names a host
 HTTP_URL = r"https?://[!-.0-~][!-~]*"
 FILE_URL = r"file:///[!-~]*"
@@ -100,10 +101,14 @@ def _check_containers(value) -> str | None:
     """Raises SpecError naming the entry's field when one is wrong."""
     if not isinstance(value, dict):
         return "a mapping of image names to image entries"
+    tags = {}
     for name, entry in value.items():
         if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
             return "image names made of lower-case letters, digits, '-' and '_'"
-        parse_image_spec(name, entry)
+        tag = parse_image_spec(name, entry).tag
+        if tag in tags:  # docker load would keep only one of them
+            raise SpecError(f"{name}.tag", f"a tag of its own (the image {tags[tag]} has it)", tag)
+        tags[tag] = name
     return None
 
 
@@ -155,8 +160,8 @@ SETTINGS: list[Setting] = [
             + ", ".join(PRESETS) + " (see README).",
             _one_of("", *PRESETS)),
     Setting("base.url", "",
-            "Address of the base image for base.source download: .img, .img.xz, .img.gz, or "
-            ".zip holding one .img.",
+            f"Address of the base image for base.source download: {image_names()}, or a .zip "
+            "holding one .img.",
             _matches(f"({HTTP_URL})?", "an http:// or https:// URL, or empty")),
     Setting("base.sha256", "", "sha256 of the file at base.url.",
             _matches(r"([0-9a-f]{64})?", "64 lower-case hex digits, or empty")),

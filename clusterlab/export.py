@@ -75,19 +75,30 @@ def compress(image: Path, final: Path, method: str) -> None:
                 while chunk := source.read(4 << 20):
                     proc.stdin.write(chunk)
                     bar.update(len(chunk))
-        except BrokenPipeError:
-            pass  # the compressor stopped reading: its exit status and words say why
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        with contextlib.suppress(BrokenPipeError):
             proc.stdin.close()
-        if proc.wait() != 0:
+        except BrokenPipeError:
+            # the compressor stopped reading: its exit status and words say why
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+        except BaseException:
+            _stopped(proc)
+            raise
+        try:
+            proc.wait()
+        except BaseException:  # interrupted while waiting
+            _stopped(proc)
+            raise
+        if proc.returncode != 0:
             complaints.seek(0)
             said = " ".join(complaints.read().decode(errors="replace").split())[-300:]
             raise BuildError(f"{method} failed with exit status {proc.returncode} on {image}: "
                              f"{said or 'no message'}")
+
+
+def _stopped(proc: subprocess.Popen) -> None:
+    """A compressor must not outlive the build."""
+    proc.kill()
+    proc.wait()
 
 
 def sha256_of(path: Path) -> str:

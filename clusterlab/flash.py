@@ -21,7 +21,7 @@ from pathlib import Path
 
 from clusterlab_node import settings as cluster_schema
 
-from . import card, compression, config, disk, export, log, yamlfile
+from . import card, compression, config, disk, export, log, mounts, yamlfile
 from .errors import BuildError, UserError, shown
 from .run import run
 
@@ -107,11 +107,10 @@ def _head(image: Path, target: Path, size: int) -> Path:
     compressed = compression.BY_SUFFIX[image.suffix]
     unreadable = UserError(f"{image}: expected an image compressed as its suffix says, got a "
                            f"file that {compressed.name} cannot read whole")
-    if compressed.quick_check:
-        try:
-            run([*compressed.quick_check, str(image)], capture=True)
-        except BuildError:
-            raise unreadable from None
+    try:
+        run([*compressed.check, str(image)], capture=True)
+    except BuildError:
+        raise unreadable from None
     if export.decompressed_head(image, target, size) < min(size, MIB):
         raise unreadable
     return target
@@ -171,10 +170,10 @@ def card_settings(hostname: str | None, user: str, ssh_key_file: Path | None,
                   user_data_file: Path | None) -> CardSettings:
     """Every per-card input checked before anything is written."""
     if hostname is not None and not re.fullmatch(cluster_schema.HOSTNAME, hostname):
-        raise UserError(f"--hostname {hostname!r}: expected lower-case letters, digits and '-' "
-                        "(at most 63, not starting or ending with '-')")
+        raise UserError(f"--hostname {shown(hostname)}: expected lower-case letters, digits and "
+                        "'-' (at most 63, not starting or ending with '-')")
     if not re.fullmatch(config.USERNAME, user):
-        raise UserError(f"--user {user!r}: expected a user name such as pi")
+        raise UserError(f"--user {shown(user)}: expected a user name such as pi")
     key = None
     if ssh_key_file is not None:
         key = _read(ssh_key_file, "--ssh-key").strip()
@@ -223,8 +222,11 @@ def inspect_target(path: Path) -> Target:
         raise UserError(f"{path}: mounted ({', '.join(busy)}); unmount it first "
                         f"(e.g. sudo umount {busy[0].split(' on ')[0]})")
     sys_dir = Path("/sys/class/block") / disk_name
-    if any((sys_dir / "holders").iterdir()):
-        raise UserError(f"{path}: in use by {', '.join(p.name for p in (sys_dir / 'holders').iterdir())}")
+    # the disk's holders, and its partitions' (an LVM volume or RAID member on sdb1)
+    holders = sorted(h.name for h in sys_dir.glob("holders/*")) + \
+        sorted(h.name for h in sys_dir.glob(f"{disk_name}*/holders/*"))
+    if holders:
+        raise UserError(f"{path}: in use by {', '.join(holders)}")
     size = int((sys_dir / "size").read_text()) * 512
     model = _first_line(sys_dir / "device/model") or _first_line(sys_dir / "device/name") or "?"
     removable = _first_line(sys_dir / "removable") == "1"
@@ -258,13 +260,10 @@ def _root_disk() -> str | None:
 
 
 def _mounts() -> list[tuple[str, str]]:
-    mounts = []
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        source, point = line.split()[:2]
-        mounts.append((source, point.replace("\\040", " ")))
+    used = [(source, str(point)) for source, point in mounts.table()]
     for line in Path("/proc/swaps").read_text().splitlines()[1:]:
-        mounts.append((line.split()[0], "swap"))
-    return mounts
+        used.append((line.split()[0], "swap"))
+    return used
 
 
 def _mounted_parts(disk_name: str) -> list[str]:
@@ -291,8 +290,11 @@ def confirm(target: Target, image: Path, yes: bool) -> None:
         return
     if not sys.stdin.isatty():
         raise UserError(f"{target.path}: not overwriting without confirmation; add --yes")
-    answer = input(f"Write {image.name} onto\n  {target.description}\nEverything on it is "
-                   "lost. Type yes to go on: ")
+    try:
+        answer = input(f"Write {image.name} onto\n  {target.description}\nEverything on it is "
+                       "lost. Type yes to go on: ")
+    except EOFError:  # Ctrl-D
+        answer = ""
     if answer.strip() != "yes":
         raise UserError("not written")
 
@@ -357,13 +359,7 @@ def write_all(stream, fd: int, size: int) -> tuple[int, str]:
     with log.progress(size or None, "write") as bar:
         while chunk := stream.read(CHUNK):
             digest.update(chunk)
-            try:
-                _write_at(fd, chunk, offset)
-            except OSError as e:
-                if e.errno == errno.ENOSPC:
-                    raise UserError(f"the target is full after {offset / 1e9:.1f} GB: it is "
-                                    "smaller than the image") from None
-                raise
+            _write_at(fd, chunk, offset)
             offset += len(chunk)
             bar.update(len(chunk))
     return offset, digest.hexdigest()
@@ -374,7 +370,13 @@ def _write_at(fd: int, data: bytes, offset: int) -> None:
     means the card ends there."""
     view = memoryview(data)
     while view:
-        written = os.pwrite(fd, view, offset)
+        try:
+            written = os.pwrite(fd, view, offset)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise UserError(f"the target is full after {offset / 1e9:.1f} GB: it is smaller "
+                                "than the image") from None
+            raise
         if written == 0:
             raise BuildError(f"the card took no more bytes at byte {offset}: it is smaller "
                              "than the image, or failing")
@@ -449,9 +451,12 @@ def write_image(image: Path, target: Target, beside: Beside) -> Result:
     bmap = beside.bmap
     if bmap is None and beside.sha256:
         _check_sha256(image, beside.sha256)
-    if bmap and target.is_block_device and bmap.image_size > target.size:
+    # known from the block map, or from a raw image's own size (a compressed one without a
+    # block map is found too large only when the card is full)
+    known = bmap.image_size if bmap else image.stat().st_size if image.suffix == ".img" else 0
+    if target.is_block_device and known > target.size:
         raise UserError(f"{target.path}: {target.size / 1e9:.1f} GB is smaller than the image "
-                        f"({bmap.image_size / 1e9:.1f} GB)")
+                        f"({known / 1e9:.1f} GB)")
     start = time.monotonic()
     flags = os.O_RDWR | (os.O_EXCL if target.is_block_device else os.O_CREAT)
     try:

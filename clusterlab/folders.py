@@ -27,14 +27,10 @@ def output_dir(config: Config, project_root: Path) -> Path:
     return project_root / Path(config["image.output_dir"]).expanduser()
 
 
-def cache_dir(config: Config) -> Path:
-    return config.cache_dir
-
-
 def check(config: Config, project_root: Path, project_folders: tuple[str, ...]) -> None:
     """Refuse folder settings the builder must never write into or remove."""
     places = {"image.output_dir": output_dir(config, project_root),
-              "cache_dir": cache_dir(config)}
+              "cache_dir": config.cache_dir}
     for key, place in places.items():
         problem = _problem(config[key], place.resolve(), project_root.resolve(),
                            project_folders + CHECKOUT_FOLDERS)
@@ -62,10 +58,13 @@ def _problem(text: str, place: Path, checkout: Path, own: tuple[str, ...]) -> st
 
 
 def make(folder: Path) -> Path:
-    """folder, created when missing; marked as the builder's when it is new or empty."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if not any(folder.iterdir()):
-        (folder / MARKER).write_text(MARKER_TEXT)
+    """folder, created and marked as the builder's when missing; one that exists is used as
+    it is, never adopted (an empty one may be the user's, or a mount point)."""
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        return folder
+    (folder / MARKER).write_text(MARKER_TEXT)
     return folder
 
 
@@ -74,10 +73,11 @@ def remove(config: Config, key: str, folder: Path) -> int | None:
     in it; the bytes it held, None when it was not there."""
     if not folder.exists():
         return None
-    if not (folder / MARKER).is_file():
+    if not (folder / MARKER).is_file() or folder.resolve() in mounts.below(folder):
         raise UserError(f"{config.last_source([key])}: {key}: expected a folder the build made "
-                        f"(holding {MARKER}), got {plain(str(folder), PATH_LIMIT)}: not removed; "
-                        "remove it yourself if you mean to")
+                        f"(holding {MARKER}, not a mount point), got "
+                        f"{plain(str(folder), PATH_LIMIT)}: not removed; remove it yourself if "
+                        "you mean to")
     mounts.unmount_all_below(folder)  # what a killed build left, never counted nor removed
     held = size(folder)
     mounts.remove_tree(folder)

@@ -27,7 +27,10 @@ def info(message: str) -> None:
     if held is not None:
         held.append(line)
     else:
-        print(line, file=sys.stderr, flush=True)
+        try:
+            print(line, file=sys.stderr, flush=True)
+        except OSError:  # a terminal that went away (SIGHUP): the build goes on, unwinds
+            pass
 
 
 def warn(message: str) -> None:

@@ -48,7 +48,7 @@ class Outputs:
 
 
 def output_paths(config: Config, project: Project, name: str) -> Outputs:
-    folder = project.root / config["image.output_dir"]
+    folder = folders.output_dir(config, project.root)
     compressed = folder / f"{name}.img{FORMATS[config['image.compression']].suffix}"
     return Outputs(folder / f"{name}.img", compressed, Path(f"{compressed}.sha256"),
                    folder / f"{name}.img.bmap", folder / f"{name}.manifest.json")

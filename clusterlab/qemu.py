@@ -43,7 +43,7 @@ def boot_files(image: Path) -> BootFiles:
         if line and not line.startswith("#"):
             key, _, value = line.replace("=", " ", 1).partition(" ")
             settings[key] = value.strip()
-    if "kernel" not in settings or "initramfs" not in settings:
+    if not settings.get("kernel") or not settings.get("initramfs"):
         raise UserError(f"{image}: expected a config.txt naming a kernel and an initramfs, got "
                         "one without")
     arch = for_firmware(settings.get("arm_64bit") == "1").name
@@ -106,8 +106,12 @@ def booted(image: Path, ssh_port: int, serial_log: Path | None = None, snapshot:
     boot = disk.partitions(image)[0]
     with tempfile.TemporaryDirectory(prefix="clusterlab-boot-") as tmp:
         kernel, initrd = Path(tmp) / "kernel", Path(tmp) / "initrd"
-        kernel.write_bytes(disk.fat_read(image, boot, files.kernel))
-        initrd.write_bytes(disk.fat_read(image, boot, files.initrd))
+        for name, copy in ((files.kernel, kernel), (files.initrd, initrd)):
+            try:
+                copy.write_bytes(disk.fat_read(image, boot, name))
+            except BuildError:
+                raise UserError(f"{image}: expected the {name} that config.txt names on the "
+                                "boot partition, got none") from None
         drive = f"file={image},format=raw,if=virtio" + (",snapshot=on" if snapshot else "")
         serial = f"file:{serial_log}" if serial_log else "mon:stdio"
         argv = [*ARCHES[files.arch].qemu_system, "-smp", str(cpus), "-m", str(memory_mib),

@@ -9,8 +9,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-import yaml
-
+from . import yamlfile
 from .errors import UserError
 
 STAGE_DIR = re.compile(r"(\d\d)-([a-z0-9][a-z0-9-]*)")
@@ -86,11 +85,11 @@ def discover(stages_dir: Path, overlay_root: Path, templates_dir: Path,
 def _load(folder: Path, overlay_root: Path, templates_dir: Path, python_root: Path) -> Stage:
     file = folder / "stage.yaml"
     try:
-        data = yaml.safe_load(file.read_text()) or {}
+        data = yamlfile.load(file.read_bytes(), str(file)) or {}
     except FileNotFoundError:
         raise UserError(f"{file}: missing; every stage folder needs a stage.yaml") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"{file}: not valid YAML: {e}") from None
+    except OSError as e:
+        raise UserError(f"{file}: cannot read it: {e.strerror}") from None
     if not isinstance(data, dict):
         raise UserError(f"{file}: expected a mapping with keys {', '.join(KEYS)}")
     for key in data:

@@ -14,10 +14,12 @@ from pathlib import Path
 from .. import disk, download, export, log
 from ..compression import BY_SUFFIX, image_names
 from ..config import Config
-from ..errors import BuildError, UserError
+from ..errors import BuildError, UserError, shown
 from ..run import run
 from .presets import PRESETS
 
+COMPRESSED = tuple(".img" + suffix for suffix in BY_SUFFIX)
+ACCEPTED = (".img", *COMPRESSED, ".zip")  # the base image files that can be unpacked
 FAT_TYPES = {"b", "c", "e", "6", "ef"}
 LINUX_TYPE = "83"
 CHUNK = 4 << 20
@@ -47,6 +49,9 @@ def source(config: Config) -> Source:
     if not config["base.url"]:
         raise UserError(f"{where}: base.url: expected the address of the base image (base.source "
                         "is download and base.preset is empty), got nothing")
+    if not config["base.url"].split("?")[0].lower().endswith(ACCEPTED):
+        raise UserError(f"{where}: base.url: expected the address of an {image_names()} file, "
+                        f"or a .zip holding one .img, got {shown(config['base.url'])}")
     if not (config["base.sha256"] or config["base.sha256_url"]):
         raise UserError(f"{where}: base.sha256: expected the checksum of base.url (or base."
                         "sha256_url, the address of a file listing it), got nothing")
@@ -88,13 +93,10 @@ def unpacked(file: Path, raw: Path) -> Path:
 def _unpack(file: Path, name: str, target: Path) -> None:
     if name.endswith(".zip"):
         _unzip_one_image(file, target)
-    elif name.endswith(tuple(".img" + suffix for suffix in BY_SUFFIX)):
+    elif name.endswith(COMPRESSED):
         _decompress(file, target)
-    elif name.endswith(".img"):
-        shutil.copyfile(file, target)
     else:
-        raise UserError(f"{file.name}: expected an {image_names()} file, or a .zip holding one "
-                        ".img")
+        shutil.copyfile(file, target)  # .img: source() let nothing else through
 
 
 def _unzip_one_image(file: Path, target: Path) -> None:

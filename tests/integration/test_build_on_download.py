@@ -78,11 +78,12 @@ def test_a_second_build_downloads_nothing(on_download, served):
 
 
 def test_a_wrong_checksum_is_refused_before_anything_is_built(served, tmp_path):
-    result = build(tmp_path, f"{served.url}/base.img.xz", "0" * 64)
+    out = tmp_path / "images"
+    result = build(out, f"{served.url}/base.img.xz", "0" * 64)
     assert result.returncode == 2 and "sha256 is not" in result.stderr
     # no output: only the record of the build's steps, which says it failed
-    record, = tmp_path.glob("*.steps.json")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([record.name, folders.MARKER])
+    record, = out.glob("*.steps.json")
+    assert sorted(p.name for p in out.iterdir()) == sorted([record.name, folders.MARKER])
     assert json.loads(record.read_text())["outcome"] == "failed"
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from clusterlab import cluster
 from clusterlab_node import settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,9 +263,6 @@ def table(cases: list[Case]):
 
 # config files: build.py config -c bad.yaml
 
-# the card's settings come from these build settings where not cluster.<key>
-BUILD_KEY = {"gossip_key": "cluster.gossip_key", "default_hostname": "hostname",
-             "images": "containers"}
 WRONG_TYPES = {"list": "[1, two]", "mapping": "{a: 1}", "float": "1.5", "boolean": "true",
                "null": "null"}
 
@@ -273,7 +271,7 @@ def _schema_wrong_types() -> list[tuple]:
     """Every cluster setting of the node's schema (under its build key), with each wrong type."""
     rows = []
     for field in settings.FIELDS:
-        key = BUILD_KEY.get(field.key, f"cluster.{field.key}")
+        key = cluster.build_key(field.key)
         for kind, value in WRONG_TYPES.items():
             if key == "containers" and kind == "mapping":
                 value = "{web: 5}"  # a mapping is its type: entries that are not

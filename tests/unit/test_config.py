@@ -165,3 +165,19 @@ def test_an_inconsistent_cluster_section_names_the_file_that_made_it(tmp_path):
     fixed = run_cli("config", "-c", str(path), "--set", "cluster.probe_range=10.9.2.1-10.9.2.9")
     assert fixed.returncode == 0, fixed.stderr
     assert yaml.safe_load(fixed.stdout)["cluster"]["subnet"] == "10.9.0.0/16"
+
+
+def test_a_cluster_mistake_names_where_the_faulty_setting_came_from(tmp_path):
+    no_web = write(tmp_path, "containers:\n  web: null\n")
+    result = run_cli("config", "-c", str(no_web), "--set", "cluster.vlan_id=5")
+    assert result.stderr.startswith(f"error: {no_web}: containers: expected an image named web")
+    subnet = write(tmp_path, "cluster:\n  subnet: 10.9.0.0/16\n")
+    result = run_cli("config", "-c", str(subnet), "--set", "hostname=node1")
+    assert result.stderr.startswith(f"error: {subnet}: cluster.dhcp_range: expected FIRST-LAST")
+
+
+def test_two_images_of_one_tag_are_refused():
+    assert "containers.web.tag: expected a tag of its own (the image consul has it), got " \
+           "string 'clusterlab/consul:1.8.7'" in error_of(overrides=[
+               "containers.web={tag: 'clusterlab/consul:1.8.7', source: debian, "
+               "packages: [busybox]}"])

@@ -49,6 +49,8 @@ def test_a_url_needs_a_checksum_and_a_download_base_needs_a_url():
         image.source(settings())
     with pytest.raises(UserError, match=r"^--set: base.sha256: expected the checksum of base.url"):
         image.source(settings("base.url=http://127.0.0.1/x.img.xz"))
+    with pytest.raises(UserError, match=r"^--set: base.url: expected the address of an \.img, "):
+        image.source(settings("base.url=http://127.0.0.1/x.iso", "base.sha256=" + "0" * 64))
     with pytest.raises(UserError, match="base.sha256"):
         settings("base.sha256=ABC")
 

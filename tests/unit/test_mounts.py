@@ -54,9 +54,11 @@ def test_removing_a_folder_unmounts_what_is_below_it_first(tmp_path, tmpfs):
 
 
 def test_a_temporary_mount_point_is_never_emptied_while_mounted(tmp_path, tmpfs):
+    busy = tmpfs(tmp_path / "busy")
+    (busy / "data").write_text("still mounted")
     with pytest.raises(OSError):
-        mounts.remove_mount_point(tmpfs(tmp_path / "busy"))  # rmdir: not removed, nor emptied
-    assert (tmp_path / "busy").is_dir()
+        mounts.remove_mount_point(busy)  # rmdir: not removed, nor emptied
+    assert (busy / "data").read_text() == "still mounted"
 
 
 def test_a_failing_clean_up_is_kept_and_the_first_error_goes_on(tmp_path):
@@ -86,10 +88,21 @@ def test_clean_removes_only_folders_the_builder_made(tmp_path, tmpfs):
     theirs.mkdir()
     (theirs / "photo.jpg").write_text("keep")
     assert folders.make(theirs) == theirs  # the build may write into it, but never marks it
-    with pytest.raises(UserError, match=rf"^--set: image.output_dir: expected a folder the build "
-                       rf"made \(holding {folders.MARKER}\), got {theirs}: not removed"):
+    refused = rf"^--set: image.output_dir: expected a folder the build made \(holding " \
+              rf"{folders.MARKER}, not a mount point\), got {{}}: not removed"
+    with pytest.raises(UserError, match=refused.format(theirs)):
         folders.remove(cfg, "image.output_dir", theirs)
     assert (theirs / "photo.jpg").read_text() == "keep"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    folders.make(empty)  # an empty folder that exists is not adopted either
+    with pytest.raises(UserError, match=refused.format(empty)):
+        folders.remove(cfg, "image.output_dir", empty)
+    stick = tmpfs(tmp_path / "usb stick")  # a mount point, even one with the marker in it
+    (stick / folders.MARKER).write_text(folders.MARKER_TEXT)
+    with pytest.raises(UserError, match=refused.format(stick)):
+        folders.remove(cfg, "image.output_dir", stick)
+    assert stick in mounts.below(tmp_path)
     assert folders.remove(cfg, "image.output_dir", tmp_path / "never made") is None
 
 
