@@ -5,6 +5,8 @@ no setting can make it remove the checkout, a home, a system folder or anything 
 The settings that name these folders are checked when the config is loaded.
 """
 
+import contextlib
+import fcntl
 from pathlib import Path
 
 from . import mounts
@@ -12,6 +14,7 @@ from .config import Config
 from .errors import UserError, plain
 
 MARKER = ".clusterlab-made"
+LOCK = ".clusterlab-lock"
 PATH_LIMIT = 300  # characters of a path shown in a message
 MARKER_TEXT = "Made by the ClusterLab builder: `build.py clean` may remove this folder.\n"
 SETTINGS = ("image.output_dir", "cache_dir")
@@ -82,6 +85,19 @@ def remove(config: Config, key: str, folder: Path) -> int | None:
     held = size(folder)
     mounts.remove_tree(folder)
     return held
+
+
+@contextlib.contextmanager
+def in_use(cache: Path):
+    """The cache held by this build or clean alone: another one would unmount this one's
+    mounts and remove its half-made layers."""
+    with open(make(cache) / LOCK, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{plain(str(cache), PATH_LIMIT)}: another build or clean is using "
+                            "this cache; wait for it to end") from None
+        yield
 
 
 def size(folder: Path) -> int:

@@ -1,5 +1,6 @@
 """The build, as a flat list of steps: base → stages → finish → assemble → export."""
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -90,12 +91,13 @@ def build(config: Config, project: Project) -> Outputs:
     epoch = source_date_epoch(project.root)
     name = f"clusterlab-{image_version}-{config['arch']}"
     outputs = output_paths(config, project, name)
-    try:
-        outcome = _build(config, project, image_version, epoch, name, outputs)
-    except BaseException:
-        _write_steps(outputs, name, "failed", time.monotonic() - start)
-        raise
-    _write_steps(outputs, name, outcome, time.monotonic() - start)
+    with folders.in_use(config.cache_dir):
+        try:
+            outcome = _build(config, project, image_version, epoch, name, outputs)
+        except BaseException:
+            _write_steps(outputs, name, "failed", time.monotonic() - start)
+            raise
+        _write_steps(outputs, name, outcome, time.monotonic() - start)
     return outputs
 
 
@@ -108,7 +110,7 @@ def _build(config: Config, project: Project, image_version: str, epoch: int, nam
         log.warn("no users configured: nobody can log in to this image until a user with an "
                  "SSH key is added to user-data on the card's boot partition (see README)")
     log.info(f"building {name} ({sum(s.runs_on(config['base.source']) for s in stages)} stages)")
-    cache = layers.LayerCache(folders.make(config.cache_dir))
+    cache = layers.LayerCache(config.cache_dir)
     with log.step("prepare emulation: qemu-user for " + config["arch"], name="emulation"):
         chroot.prepare_emulation(config["arch"])
     # the container images need no emulation and mostly wait for the network and the disk:
@@ -335,8 +337,11 @@ def clean(config: Config, project: Project, cache: bool) -> list[tuple[Path, int
         require_root()
         places.append(("cache_dir", config.cache_dir))
     removed = []
-    for key, folder in places:
-        size = folders.remove(config, key, folder)
-        if size is not None:
-            removed.append((folder, size))
+    with contextlib.ExitStack() as held:
+        if config.cache_dir.exists():  # never while a build uses it, nor its output
+            held.enter_context(folders.in_use(config.cache_dir))
+        for key, folder in places:
+            size = folders.remove(config, key, folder)
+            if size is not None:
+                removed.append((folder, size))
     return removed

@@ -116,3 +116,16 @@ def test_build_py_clean_removes_the_output_folder_the_build_made(tmp_path, tmpfs
     assert result.returncode == 0, result.stderr
     assert f"removed {made}" in result.stderr
     assert not made.exists() and mounts.below(tmp_path) == []
+
+
+def test_a_cache_in_use_by_a_build_is_not_cleaned(tmp_path):
+    cache = tmp_path / "cache"
+    with folders.in_use(cache):  # as a running build holds it
+        result = subprocess.run([sys.executable, str(ROOT / "build.py"), "clean", "--cache",
+                                 "--set", f"cache_dir={cache}",
+                                 "--set", f"image.output_dir={tmp_path / 'out'}"],
+                                capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == f"error: {cache}: another build or clean is using this cache; " \
+                            "wait for it to end\n"
+    assert (cache / folders.MARKER).is_file()
