@@ -40,7 +40,7 @@ flash: $(PYTHON_STAMP) host-packages
 		$(if $(SSH_KEY),--ssh-key $(SSH_KEY))
 
 clean: $(PYTHON_STAMP)
-	$(PY) build.py clean $(if $(CACHE),--cache)
+	$(PY) build.py clean $(CONFIG_ARGS) $(if $(CACHE),--cache)
 
 # installs those of the packages given that are missing
 install-missing = @missing=$$(for p in $(1); do dpkg-query -W -f '$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \

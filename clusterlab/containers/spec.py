@@ -5,7 +5,7 @@ import dataclasses
 import re
 from typing import Any
 
-from clusterlab_node.settings import IMAGE_TAG
+from clusterlab_node.settings import IMAGE_TAG, TAG
 
 COMPONENT = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"
 DIGEST = r"sha256:[0-9a-f]{64}"
@@ -87,7 +87,7 @@ def parse_reference(text: Any, field: str = "ref") -> Reference:
     if registry == DOCKER_HUB and len(path) == 1:
         path = ["library"] + path
     if not all(re.fullmatch(COMPONENT, part) for part in path) or (
-            colon and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag)):
+            colon and not re.fullmatch(TAG, tag)):
         raise SpecError(field, expected, text)
     return Reference(registry, "/".join(path), tag or None, digest or None)
 

@@ -19,8 +19,8 @@ PLACES = (Path("/boot/firmware/clusterlab.yaml"), Path("/boot/clusterlab.yaml"))
 
 HOSTNAME = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 # the name:tag an image carries on the node (a tag is required: `latest` is never implied)
-IMAGE_TAG = (r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
-             r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+IMAGE_TAG = rf"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*:{TAG}"
 # the container images the node runs, by their name in the build's `containers`
 IMAGES = {"consul": "the agent's Consul", "haproxy": "the load-balancing demo",
           "web": "both demos' web server"}
