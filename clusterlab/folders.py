@@ -76,7 +76,7 @@ def remove(config: Config, key: str, folder: Path) -> int | None:
     in it; the bytes it held, None when it was not there."""
     if not folder.exists():
         return None
-    if not (folder / MARKER).is_file() or folder.resolve() in mounts.below(folder):
+    if not made(folder) or folder.resolve() in mounts.below(folder):
         raise UserError(f"{config.last_source([key])}: {key}: expected a folder the build made "
                         f"(holding {MARKER}, not a mount point), got "
                         f"{plain(str(folder), PATH_LIMIT)}: not removed; remove it yourself if "
@@ -85,6 +85,11 @@ def remove(config: Config, key: str, folder: Path) -> int | None:
     held = size(folder)
     mounts.remove_tree(folder)
     return held
+
+
+def made(folder: Path) -> bool:
+    """Whether the builder made the folder (it carries the marker)."""
+    return (folder / MARKER).is_file()
 
 
 @contextlib.contextmanager

@@ -338,7 +338,7 @@ def clean(config: Config, project: Project, cache: bool) -> list[tuple[Path, int
         places.append(("cache_dir", config.cache_dir))
     removed = []
     with contextlib.ExitStack() as held:
-        if config.cache_dir.exists():  # never while a build uses it, nor its output
+        if folders.made(config.cache_dir):  # never while a build uses it, nor its output
             held.enter_context(folders.in_use(config.cache_dir))
         for key, folder in places:
             size = folders.remove(config, key, folder)
