@@ -109,12 +109,24 @@ def test_a_damaged_image_is_caught_by_the_block_map_checksums(built, tmp_path):
     assert "do not match its block map" in result.stderr
 
 
-def test_a_damaged_compressed_image_without_bmap_fails_its_sha256(built, tmp_path):
+@pytest.mark.parametrize("damage, refusal", [
+    # a byte of the compressed data: the stream still looks whole, its .sha256 tells
+    ("middle", "does not match its .sha256"),
+    # the end, where xz keeps its index: found before the image is read through
+    ("end", "xz cannot read whole"),
+])
+def test_a_damaged_compressed_image_without_bmap_is_refused_before_writing(built, tmp_path,
+                                                                            damage, refusal):
+    data = bytearray(built["xz"].read_bytes())
+    if damage == "middle":
+        data[len(data) * 3 // 4] ^= 0xFF
+    else:
+        data[-4096:] = bytes(4096)
     image = tmp_path / built["xz"].name
-    image.write_bytes(built["xz"].read_bytes()[:-4096] + bytes(4096))
+    image.write_bytes(data)
     (tmp_path / built["sha256"].name).write_bytes(built["sha256"].read_bytes())
     result = run_flash(image, "--device", tmp_path / "card.img")
-    assert result.returncode == 2 and "does not match" in result.stderr
+    assert result.returncode == 2 and refusal in result.stderr, result.stderr
     assert not (tmp_path / "card.img").exists()
 
 
