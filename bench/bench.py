@@ -6,8 +6,9 @@
 - rebuild with nothing changed, and whether the output stayed byte-identical;
 - assembly determinism: outputs deleted, image assembled again from the cached tree: same sha256?
 - reproducibility: a second cold build with its own empty cache: the same sha256 as the first?
-- image sizes, the time from power-on to an SSH login in QEMU, how long the first boot takes to
-  load the baked container images, and the size each image adds;
+- image sizes, the size and time of each candidate compression setting, the time from
+  power-on to an SSH login in QEMU, how long the first boot takes to load the baked container
+  images, and the size each image adds;
 - flashing the .img.xz onto a card (here a file): bytes written and time, with and without the
   block map.
 
@@ -93,6 +94,26 @@ def flash_figures(xz: Path, tmp: Path) -> list[str]:
     return lines
 
 
+# what image.compression could be: xz and zstd at levels from quick to small
+COMPRESSION_CANDIDATES = (("xz", "-3"), ("xz", "-6"), ("xz", "-9"), ("zstd", "-10"),
+                          ("zstd", "-19", "--long=27"))
+
+
+def compression_figures(raw: Path, tmp: Path) -> list[str]:
+    """Size and time of the raw image compressed with each candidate, on all cores."""
+    lines = []
+    for tool, *options in COMPRESSION_CANDIDATES:
+        compressed = tmp / "candidate"
+        start = time.monotonic()
+        with open(raw, "rb") as source, open(compressed, "wb") as out:
+            subprocess.run([tool, "-T0", *options, "-c"], stdin=source, stdout=out, check=True)
+        elapsed = time.monotonic() - start
+        lines.append(f"  {' '.join([tool, *options]):24}        {compressed.stat().st_size / 2**20:5.0f}"
+                     f" MiB in {elapsed:4.0f} s")
+        compressed.unlink()
+    return lines
+
+
 def second_cold_build(cache: Path, tmp: Path, first_digest: str) -> str:
     """Build again from nothing but the downloaded .debs, in a cache of its own."""
     own_cache = tmp / "cache"
@@ -149,7 +170,8 @@ def main() -> None:
         figures.append(f"raw image:                       {raw.stat().st_size / 2**20:5.0f} MiB "
                        f"({raw.stat().st_blocks * 512 / 2**20:.0f} MiB of data)")
         figures.append(f"compressed:                      {xz_size / 2**20:5.0f} MiB xz, "
-                       f"{zstd_size / 2**20:.0f} MiB zstd")
+                       f"{zstd_size / 2**20:.0f} MiB zstd; the candidates:")
+        figures += compression_figures(raw, tmp)
         login, image_load = boot_to_login(raw, tmp)
         figures.append(f"QEMU power-on to SSH login:      {login:5.0f} s")
         figures.append(f"first-boot load of the images:   {image_load:5.0f} s (in QEMU)")

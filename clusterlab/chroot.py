@@ -90,13 +90,13 @@ def run_in(tree: Path, argv: list[str], env: dict[str, str] | None = None, **kwa
     return run(["chroot", str(tree), *argv], env={**CHROOT_ENV, **(env or {})}, **kwargs)
 
 
-def run_script(tree: Path, script: Path) -> None:
+def run_script(tree: Path, script: Path, env: dict[str, str] | None = None) -> None:
     """Copy a host script into the tree, run it there, remove it."""
     inside = Path("/tmp") / f"clusterlab-{script.name}"
     shutil.copy(script, tree / inside.relative_to("/"))
     (tree / inside.relative_to("/")).chmod(0o755)
     try:
         log.detail(f"running {script} in the image")
-        run_in(tree, [str(inside)])
+        run_in(tree, [str(inside)], env=env)
     finally:
         (tree / inside.relative_to("/")).unlink(missing_ok=True)

@@ -198,7 +198,7 @@ def _tree_layers(config: Config, project: Project, cache: layers.LayerCache, ren
     # the code that shapes the tree is an input of every layer
     package = Path(__file__).parent
     builder = layers.digest_files([package / "tree.py", package / "chroot.py",
-                                   package / "base/debian.py"], package)
+                                   package / "base/debian.py", tree.BYTECODE_COMPILER], package)
     stack: list[Path] = []
     boot_mount, disk_id = boot_mount_of(config), None
     if config["base.source"] == "download":

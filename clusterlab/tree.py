@@ -2,8 +2,8 @@
 
 During the build, update-initramfs and py3compile are diverted to no-ops: under emulation the
 initramfs would otherwise be rebuilt after every package that touches it (minutes each), and
-bytecode is written on the device when modules are first imported. `finish` restores both and
-builds the initramfs once.
+packages would compile their Python one by one. Each stage ends by compiling what it added
+(compile_bytecode.py); `finish` restores both and builds the initramfs once.
 """
 
 import os
@@ -18,6 +18,10 @@ from .stages import Stage
 DIVERTED = ("/usr/sbin/update-initramfs", "/usr/bin/py3compile")
 FIRMWARE = "/boot/firmware"  # where Debian mounts the boot (FAT) partition
 PYTHON_PACKAGES = "usr/lib/python3/dist-packages"  # where the image's python3 finds packages
+PYTHON = "usr/bin/python3"
+BYTECODE_COMPILER = Path(__file__).with_name("compile_bytecode.py")
+# a fixed hash seed orders the sets in compiled constants the same way in every build
+BYTECODE_ENV = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
 NO_OP = "#!/bin/sh\n# ClusterLab build: postponed to the end of the build\nexit 0\n"
 BUILD_DPKG_CFG = "etc/dpkg/dpkg.cfg.d/clusterlab-build"
 # Unsafe I/O is safe here: a failed build throws the tree away. Our own files win over conffiles.
@@ -42,7 +46,7 @@ def prepare(tree: Path) -> None:
 def apply_stage(tree: Path, stage: Stage, renderer: Renderer,
                 boot_mount: str = FIRMWARE) -> None:
     """Overlay and Python packages, then templates (so package scripts see our settings),
-    packages, scripts. Templates meant for /boot/firmware go where the base mounts its boot
+    packages, scripts, and the byte-code of the Python they added. Templates meant for /boot/firmware go where the base mounts its boot
     partition."""
     if stage.overlay:
         run(["cp", "-a", "--no-preserve=ownership", f"{stage.overlay}/.", str(tree)])
@@ -63,6 +67,8 @@ def apply_stage(tree: Path, stage: Stage, renderer: Renderer,
         chroot.run_script(tree, script)
     for script in stage.host_scripts:
         run([str(script)], env={"ROOTFS": str(tree)})
+    if (tree / PYTHON).exists():
+        chroot.run_script(tree, BYTECODE_COMPILER, env=BYTECODE_ENV)
 
 
 def packages_of(stage: Stage, renderer: Renderer) -> list[str]:

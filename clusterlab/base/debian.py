@@ -17,11 +17,18 @@ from ..errors import BuildError
 from ..run import run
 
 COMPONENTS = "main non-free-firmware"
-# Kept out of the image: documentation nobody reads on a cluster node, and what takes long to
-# unpack under emulation. Copyright files stay, as Debian's licences ask.
-DPKG_EXCLUDES = ["path-exclude=/usr/share/man/*", "path-exclude=/usr/share/doc/*",
-                 "path-include=/usr/share/doc/*/copyright", "path-exclude=/usr/share/info/*",
-                 "path-exclude=/usr/share/locale/*", "path-include=/usr/share/locale/locale.alias"]
+# Kept out of the image, now and by later upgrades on the node: documentation nobody reads on a
+# cluster node, and what takes long to unpack under emulation. Copyright files stay, as Debian's
+# licences ask. The kernel's device trees stay for Raspberry Pi boards only (Broadcom's: in
+# broadcom/ on arm64, named bcm2… on armhf), those that raspi-firmware copies to the boot
+# partition; the other boards' are a tenth of the image.
+NO_DOCUMENTATION = ["path-exclude=/usr/share/man/*", "path-exclude=/usr/share/doc/*",
+                    "path-include=/usr/share/doc/*/copyright", "path-exclude=/usr/share/info/*",
+                    "path-exclude=/usr/share/locale/*"]
+DPKG_EXCLUDES = [*NO_DOCUMENTATION, "path-include=/usr/share/locale/locale.alias",
+                 "path-exclude=/usr/lib/linux-image-*/*",
+                 "path-include=/usr/lib/linux-image-*/broadcom/*",
+                 "path-include=/usr/lib/linux-image-*/bcm2*"]
 
 
 def apt_sources(config: Config, suite: str | None = None) -> list[str]:

@@ -56,7 +56,8 @@ def _from_debian(spec: ImageSpec, config: Config, store: Path, epoch: int) -> Ba
     # taken as released: its update suites are no longer kept complete on every mirror
     sources = (debian_base.apt_sources(config, suite) if suite == config["base.suite"]
                else [f"deb {config['base.mirror']} {suite} main"])
-    code = layers.digest_files([Path(__file__).parent], Path(__file__).parents[1])
+    package = Path(__file__).parents[1]
+    code = layers.digest_files([Path(__file__).parent, package / "base/debian.py"], package)
     key = layers.key_of("debian-image", spec.tag, dataclasses.asdict(spec.source), config["arch"],
                         debian_base.archive_state(sources), code, epoch)
     target = store / f"{key}.tar"

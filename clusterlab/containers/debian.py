@@ -8,14 +8,13 @@ import tempfile
 from pathlib import Path
 
 from .. import log
+from ..base import debian as debian_base
 from ..run import run
 from . import archive
 from .spec import DebianSource, ImageSpec
 
 # dropped while unpacking: documentation, translations, character set converters
-DPKG_EXCLUDES = ["path-exclude=/usr/share/man/*", "path-exclude=/usr/share/doc/*",
-                 "path-include=/usr/share/doc/*/copyright", "path-exclude=/usr/share/info/*",
-                 "path-exclude=/usr/share/locale/*", "path-exclude=/usr/lib/*/gconv/*"]
+DPKG_EXCLUDES = [*debian_base.NO_DOCUMENTATION, "path-exclude=/usr/lib/*/gconv/*"]
 # left out of the layer: the container runtime provides /dev; apt's downloads and lists
 LEAVE_OUT = ("dev", "var/cache/apt", "var/lib/apt/lists")
 MERGED_USR = ("bin", "sbin", "lib", "lib64")

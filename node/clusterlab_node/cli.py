@@ -1,6 +1,7 @@
 """clusterlab-node network | start | status | health | register"""
 
 import argparse
+import concurrent.futures
 import sys
 from pathlib import Path
 
@@ -8,14 +9,22 @@ from . import agent, election, health, registrator, settings, system
 
 
 def facts(s: settings.Settings) -> health.Facts:
-    state = agent.status(s)
-    addresses = system.addresses_of(s.vlan_interface)
-    masters = election.masters_of(system.browse(), s.name, s.vlan_interface)
+    """Observed all at once: each observation waits for a daemon (Docker, avahi, Consul), and
+    on a busy or emulated board one alone takes seconds."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        state = pool.submit(agent.status, s)
+        addresses = pool.submit(system.addresses_of, s.vlan_interface)
+        announced = pool.submit(system.browse)
+        vlan_id = pool.submit(system.vlan_id_of, s.vlan_interface)
+        dhcp_server_running = pool.submit(system.dhcp_server_running)
+        consul_leader = pool.submit(system.consul_leader)
+    state = state.result()
     return health.Facts(
-        role=state["role"], vlan_id=system.vlan_id_of(s.vlan_interface),
-        addresses=state["addresses"], dynamic=any(a.get("dynamic") for a in addresses),
-        dhcp_server_running=system.dhcp_server_running(), masters_seen=len(masters),
-        consul_leader=system.consul_leader(), consul_members=state["consul_members"],
+        role=state["role"], vlan_id=vlan_id.result(), addresses=state["addresses"],
+        dynamic=any(a.get("dynamic") for a in addresses.result()),
+        dhcp_server_running=dhcp_server_running.result(),
+        masters_seen=len(election.masters_of(announced.result(), s.name, s.vlan_interface)),
+        consul_leader=consul_leader.result(), consul_members=state["consul_members"],
         swarm_state=state["swarm"]["state"], swarm_nodes=state["swarm"]["nodes"])
 
 

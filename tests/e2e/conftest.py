@@ -77,6 +77,12 @@ class Node:
     def role(self) -> str:
         return self.sh("cat /run/clusterlab/role 2>/dev/null || true")
 
+    def boot_profile(self) -> str:
+        """Where this boot's time went, as systemd saw it: the chain of units the agent's start
+        waited for, and the units that took longest."""
+        return self.sh("systemd-analyze; systemd-analyze critical-chain clusterlab-node.service;"
+                       " systemd-analyze blame | head -15", HEALTH_TIMEOUT)
+
     def boot_id(self) -> str:
         return self.sh("cat /proc/sys/kernel/random/boot_id")
 
@@ -183,11 +189,16 @@ def cluster(image, tmp_path_factory):
             built.figures["power-on to the last SSH login"] = time.monotonic() - power_on
             built.wait_healthy(nodes)
             built.figures["power-on to a healthy cluster"] = time.monotonic() - power_on
+            for node in nodes:
+                print(f"--- {node.name}: first boot profile\n{node.boot_profile()}")
         except BaseException:
             for node in nodes:
                 print(f"--- {node.name} serial console (end)\n"
                       + node.serial_log.read_text(errors="replace")[-4000:])
             raise
         yield built
+        login, healthy = (built.figures[f"power-on to {what}"]
+                          for what in ("the last SSH login", "a healthy cluster"))
         print("\n" + "\n".join(f"{what}: {seconds:.0f} s"
-                               for what, seconds in built.figures.items()))
+                               for what, seconds in built.figures.items())
+              + f"\nhealthy cluster / last SSH login: {healthy / login:.2f}")

@@ -117,3 +117,16 @@ def test_the_masters_consul_serves_its_web_ui(node):
     # the tag the card's clusterlab.yaml names, written from the build's containers
     assert sh(node, "sudo docker inspect --format '{{.Config.Image}}' consul") == \
         config.DEFAULT_CONTAINERS["consul"]["tag"]
+
+
+def test_no_python_was_compiled_on_the_node(node, built):
+    """Every Python program the node ran (cloud-init, the agent, health above) found its
+    byte-code in the image: none was written since. Every file of the image has the build's
+    time; byte-code compiled on the node would have a later one."""
+    sh(node, "cloud-init status --wait; systemctl is-system-running --wait; true")
+    epoch = built["manifest"]["source_date_epoch"]
+    written = sh(node, f"sudo find /usr/lib -name '*.pyc' -newermt @{epoch + 1} | head -20")
+    assert written == "", f"compiled on the node:\n{written}"
+    # the image does hold byte-code: the check above cannot pass by finding none at all
+    assert int(sh(node, "find /usr/lib/python3/dist-packages/cloudinit -name '*.pyc' | wc -l")) \
+        > 100

@@ -169,3 +169,26 @@ def test_no_build_leftovers(root):
     assert resolv.is_symlink() and "systemd/resolve" in os.readlink(resolv), "build host's DNS left"
     assert not list((root / "var/cache/apt/archives").glob("*.deb"))
     assert (root / "usr/bin/py3compile").exists()
+
+
+def test_every_python_source_has_byte_code_checked_by_its_hash(root):
+    """Compiled at build time, valid by content: the image's file times (SOURCE_DATE_EPOCH) do
+    not make it stale, so a node never compiles (test_boot shows none is written)."""
+    library, = root.glob("usr/lib/python3.*")  # the image's interpreter, e.g. python3.13
+    tag = "cpython-" + library.name.removeprefix("python").replace(".", "")
+    sources = [s for folder in (library, root / "usr/lib/python3/dist-packages")
+               for s in folder.rglob("*.py")]
+    assert len(sources) > 1000  # the standard library, cloud-init, the agent
+    lacking = []
+    for source in sources:
+        pyc = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        # PEP 552 header: magic, flags (0b11: hash-based, checked), source hash
+        if not pyc.exists() or int.from_bytes(pyc.read_bytes()[4:8], "little") != 0b11:
+            lacking.append(str(source.relative_to(root)))
+    assert not lacking, f"{len(lacking)} without checked byte-code, e.g. {lacking[:5]}"
+
+
+def test_only_raspberry_pi_device_trees_are_kept(root):
+    trees = [p.relative_to(root) for p in root.glob("usr/lib/linux-image-*/**/*.dtb")]
+    assert trees and all(p.name.startswith("bcm2") for p in trees), trees[:10]
+    assert any(p.name.startswith("bcm2711-rpi-4") for p in trees)
