@@ -108,8 +108,8 @@ def compression_figures(raw: Path, tmp: Path) -> list[str]:
         with open(raw, "rb") as source, open(compressed, "wb") as out:
             subprocess.run([tool, "-T0", *options, "-c"], stdin=source, stdout=out, check=True)
         elapsed = time.monotonic() - start
-        lines.append(f"  {' '.join([tool, *options]):24}        {compressed.stat().st_size / 2**20:5.0f}"
-                     f" MiB in {elapsed:4.0f} s")
+        size = compressed.stat().st_size / 2**20
+        lines.append(f"  {' '.join([tool, *options]):24}        {size:5.0f} MiB in {elapsed:4.0f} s")
         compressed.unlink()
     return lines
 
