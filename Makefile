@@ -18,10 +18,10 @@ image: $(PYTHON_STAMP) host-packages
 	$(PY) build.py build $(CONFIG_ARGS)
 
 test: $(PYTHON_STAMP) test-packages
-	$(PY) -m pytest -v
+	$(PY) -m pytest -v --durations=25
 
-# three emulated nodes form a cluster (tens of minutes); E2E_SELECT="not whole_restart" leaves
-# out the slowest test
+# a second cold build reproduces the image, then three emulated nodes form a cluster (about an
+# hour); E2E_SELECT="not whole_restart and not cold_rebuild" leaves out the two slowest tests
 e2e: $(PYTHON_STAMP) e2e-packages
 	$(PY) -m pytest -v -s tests/e2e $(if $(E2E_SELECT),-m "$(E2E_SELECT)")
 
