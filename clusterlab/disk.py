@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -61,6 +62,14 @@ def tree_bytes(tree: Path) -> int:
             seen.add(st.st_ino)
             total += align_up(st.st_size, 4096) + 256  # + inode
     return total
+
+
+def require_free_space(folder: Path, needed: int, purpose: str) -> None:
+    """Refuse early, with the numbers, rather than let a tool fail half-way with ENOSPC."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise UserError(f"not enough free space in {folder} for {purpose}: about "
+                        f"{needed / MIB:.0f} MiB needed, {free / MIB:.0f} MiB free")
 
 
 def assemble(image: Path, bootfs: Path, rootfs: Path, boot_size: int, root_size: int,

@@ -16,9 +16,9 @@ BOOT_TIMEOUT = 900  # TCG emulation on 2 cores: about 2 minutes normally
 
 
 @pytest.fixture(scope="module")
-def node(built, tmp_path_factory):
+def node(built, module_tmp):
     """A booted VM of a card whose user-data lists a test user with a fresh SSH key."""
-    tmp = tmp_path_factory.mktemp("boot")
+    tmp = module_tmp
     key = tmp / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     # flashed as a user would flash a card bigger than the image: the root must grow into it

@@ -27,9 +27,10 @@ class LoggingHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def served(built, tmp_path_factory):
+def served(built, module_tmp):
     """The built image as base.img.xz and base.zip on a file server on 127.0.0.1."""
-    folder = tmp_path_factory.mktemp("served")
+    folder = module_tmp / "served"
+    folder.mkdir()
     (folder / "base.img.xz").hardlink_to(built["xz"])
     with zipfile.ZipFile(folder / "base.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
         z.write(built["img"], "clusterlab.img")
@@ -47,8 +48,8 @@ def build(out: Path, url: str, sha256: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def on_download(served, tmp_path_factory):
-    out = tmp_path_factory.mktemp("on-download")
+def on_download(served, module_tmp):
+    out = module_tmp / "on-download"
     sha256 = export.sha256_of(served.folder / "base.img.xz")
     result = build(out, f"{served.url}/base.img.xz", sha256)
     assert result.returncode == 0, result.stderr[-5000:]

@@ -270,9 +270,10 @@ def test_debian_image_for_the_host_runs_and_answers_with_its_hostname(dockerd, t
 
 
 @pytest.fixture(scope="module")
-def baked_tarballs(built, tmp_path_factory):
+def baked_tarballs(built, module_tmp):
     """The docker-archive tarballs as the built image holds them."""
-    copy = tmp_path_factory.mktemp("baked")
+    copy = module_tmp / "baked"
+    copy.mkdir()
     with disk.mounted_ext4(built["img"], disk.partitions(built["img"])[1]) as root:
         for tarball in sorted((root / bake.IMAGES_DIR).glob("*.tar")):
             subprocess.run(["cp", str(tarball), str(copy)], check=True)

@@ -2,15 +2,12 @@
 build with nothing changed keeps its outputs. Asserted from the build's step record."""
 
 import json
-import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
+import checkout
 import pytest
-
-from clusterlab import pipeline
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,14 +15,9 @@ STEPS_RECORD = "*.steps.json"  # written by every build beside its manifest: no 
 
 
 @pytest.fixture(scope="module")
-def project(built, tmp_path_factory):
+def project(built, module_tmp):
     """A copy of the checkout (after the shared build, so the cache is warm)."""
-    copy = tmp_path_factory.mktemp("project")
-    for name in ("build.py", "VERSION", "clusterlab.yaml"):
-        shutil.copy(ROOT / name, copy / name)
-    for name in ("clusterlab", *pipeline.Project.FOLDERS):
-        shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
-    return copy
+    return checkout.copy_to(module_tmp)
 
 
 def is_layer(name: str) -> bool:
@@ -50,9 +42,7 @@ def build(project: Path) -> dict[str, str | bool]:
 
 def test_template_edit_rebuilds_only_the_stages_that_use_it(project):
     build(project)  # this copy's version differs from the checkout's: its seed stage differs
-    meta_data = project / "templates/boot/meta-data.j2"
-    # an edit no earlier run made, so no cached layer can match it
-    meta_data.write_text(meta_data.read_text() + f"# edited {uuid.uuid4()}\n")
+    checkout.edit_uniquely(project / "templates/boot/meta-data.j2")
     steps = build(project)
     assert steps["base"] == steps["stage 10-base"] == steps["stage 20-system"] == "cached"
     assert steps["stage 30-docker"] == "cached"
