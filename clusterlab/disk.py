@@ -69,7 +69,8 @@ def require_free_space(folder: Path, needed: int, purpose: str) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise UserError(f"not enough free space in {folder} for {purpose}: about "
-                        f"{needed / MIB:.0f} MiB needed, {free / MIB:.0f} MiB free")
+                        f"{needed / MIB:.0f} MiB needed, {free / MIB:.0f} MiB free "
+                        f"(image.output_dir chooses another folder)")
 
 
 def assemble(image: Path, bootfs: Path, rootfs: Path, boot_size: int, root_size: int,

@@ -138,7 +138,7 @@ def _build(config: Config, project: Project, image_version: str, epoch: int, nam
         with log.step("assemble image", name="assemble"):
             boot_data, root_data = disk.tree_bytes(bootfs), disk.tree_bytes(rootfs)
             # the raw image is sparse (it takes its data) and the compressed one less than half
-            disk.require_free_space(raw.parent, (boot_data + root_data) * 3 // 2,
+            disk.require_free_space(outputs.image.parent, (boot_data + root_data) * 3 // 2,
                                     "the image and its compressed copy")
             boot_size = boot_data + config["image.boot_headroom_mib"] * MIB
             root_size = int(root_data * 1.1) + config["image.root_headroom_mib"] * MIB

@@ -1,4 +1,5 @@
-"""One real image, built once per test run with the project's own command, shared by the tests."""
+"""One real image, built once per test run with the project's own command, shared by the tests;
+and a copy of the checkout for the modules that edit it."""
 
 import json
 import os
@@ -6,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import checkout
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,3 +28,10 @@ def built(tmp_path_factory):
     return {"dir": out, "manifest": manifest, "manifest_path": manifest_path,
             "img": out / f"{name}.img", "xz": out / f"{name}.img.xz",
             "sha256": out / f"{name}.img.xz.sha256", "bmap": out / f"{name}.img.bmap"}
+
+
+@pytest.fixture(scope="module")
+def project(built, module_tmp):
+    """A copy of the checkout, for a module that edits it (after the shared build, so the cache
+    is warm)."""
+    return checkout.copy_to(module_tmp)

@@ -14,12 +14,6 @@ ROOT = Path(__file__).resolve().parents[2]
 STEPS_RECORD = "*.steps.json"  # written by every build beside its manifest: no output
 
 
-@pytest.fixture(scope="module")
-def project(built, module_tmp):
-    """A copy of the checkout (after the shared build, so the cache is warm)."""
-    return checkout.copy_to(module_tmp)
-
-
 def is_layer(name: str) -> bool:
     return name in ("base", "containers into tree", "finish", "strip") or name.startswith("stage ")
 

@@ -25,12 +25,6 @@ def clusterlab_mounts() -> list[str]:
                 if "clusterlab" in line.split()[1] or line.startswith("/dev/loop")]
 
 
-@pytest.fixture(scope="module")
-def project(built, module_tmp):
-    """A copy of the checkout (after the shared build, so the cache is warm)."""
-    return checkout.copy_to(module_tmp)
-
-
 def steps_record(out: Path) -> dict:
     """The record of its steps the build writes beside the manifest, failed or not."""
     path, = out.glob("*.steps.json")

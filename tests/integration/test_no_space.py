@@ -31,7 +31,7 @@ def test_a_full_output_folder_is_refused_with_the_space_needed(built, small_fold
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2, result.stderr[-3000:]
     error = result.stderr.strip().splitlines()[-1]
-    assert error.startswith(f"error: not enough free space in {out}"), error
+    assert error.startswith(f"error: not enough free space in {out} for "), error
     needed, free = (float(word) for word in error.split() if word.replace(".", "").isdigit())
     assert needed > 500 and 0 < free <= 64, error
     record_path, = out.glob("*.steps.json")
