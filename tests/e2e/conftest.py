@@ -59,9 +59,11 @@ class Node:
     def diagnosis(self) -> str:
         """Health, the agent's journal and the commands it still runs, for a failure report."""
         try:
-            return self.run("sudo clusterlab-node health; sudo journalctl -b "
-                            "-u clusterlab-network -u clusterlab-node -u docker --no-pager "
-                            "| tail -60; systemctl status --no-pager --lines=0 clusterlab-network "
+            # the agent's lines apart from Docker's: gossip warnings would push them out
+            return self.run("sudo clusterlab-node health; sudo journalctl -b --no-pager "
+                            "-u clusterlab-network -u clusterlab-node | tail -40; "
+                            "sudo journalctl -b --no-pager -u docker | tail -20; "
+                            "systemctl status --no-pager --lines=0 clusterlab-network "
                             "clusterlab-node", HEALTH_TIMEOUT).stdout
         except subprocess.TimeoutExpired:
             return f"no answer within {HEALTH_TIMEOUT} s; serial log: " \
